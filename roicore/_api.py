@@ -1,0 +1,386 @@
+"""Public operators: validate once, then dispatch on the array type.
+
+NumPy arrays run on the Cython/OpenMP CPU backend (:mod:`roicore._cpu`);
+CuPy arrays run on the CUDA backend (:mod:`roicore._gpu`, imported lazily so
+``import roicore`` never imports CuPy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _validation as V
+
+#: Kinds of sampled operator (must match roi_common.h).
+ALIGN, WARP, MNC = 0, 1, 2
+#: Bin rules of RoI Pool (must match roi_common.h).
+BINS = {"fast_rcnn": 0, "equal": 1}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a backend needs besides the arrays."""
+
+    op: str  # "pool" or "sampled"
+    shapes: V.Shapes
+    spatial_scale: float
+    num_threads: int | None
+    bins: int = 0
+    kind: int = ALIGN
+    aligned: bool = False
+    max_mode: bool = False
+    sampling_ratio: int = -1
+
+    @property
+    def channels_last(self) -> bool:
+        return self.shapes.layout == "NHWC"
+
+
+# --------------------------------------------------------------------------- dispatch
+def _array_module(a: Any) -> str:
+    mod = type(a).__module__.split(".", 1)[0]
+    if isinstance(a, np.ndarray):
+        return "numpy"
+    if mod == "cupy":
+        return "cupy"
+    return mod
+
+
+def _backend(input: Any, *others: Any) -> Any:
+    """Return the backend module for ``input``; every array argument must live
+    on the same device."""
+    kind = _array_module(input)
+    if kind not in ("numpy", "cupy"):
+        raise TypeError(
+            f"`input` must be a numpy.ndarray (CPU) or a cupy.ndarray (GPU); got "
+            f"{type(input).__module__}.{type(input).__name__}"
+        )
+    for name, o in others:
+        if o is None or not hasattr(o, "shape") or isinstance(o, (list, tuple)):
+            continue
+        ok = _array_module(o)
+        if ok == "numpy" and kind == "numpy":
+            continue
+        if ok != kind:
+            raise TypeError(
+                f"`{name}` is a {type(o).__module__}.{type(o).__name__} but `input` is a "
+                f"{type(input).__module__}.{type(input).__name__}: all arrays must be on the "
+                f"same device (use numpy for CPU or cupy for GPU for every argument)"
+            )
+        if kind == "cupy" and o.device != input.device:
+            raise TypeError(f"`{name}` is on {o.device} but `input` is on {input.device}")
+    if kind == "numpy":
+        from . import _cpu_backend
+
+        return _cpu_backend
+    from . import _gpu  # noqa: PLC0415  (lazy: never import cupy for NumPy input)
+
+    return _gpu
+
+
+def _prepare(
+    input: Any, rois: Any, output_size: Any, spatial_scale: Any, layout: Any,
+    num_threads: Any, grad_output: Any = None, out: Any = None,
+) -> tuple[Any, Any, V.Shapes, float]:
+    V.check_input(input)
+    layout = V.check_layout(layout)
+    ph, pw = V.check_output_size(output_size)
+    scale = V.check_spatial_scale(spatial_scale)
+    if num_threads is not None:
+        V.check_num_threads(num_threads, 1)
+    list_rois = [("rois[%d]" % i, r) for i, r in enumerate(rois)] if isinstance(
+        rois, (list, tuple)) else [("rois", rois)]
+    backend = _backend(input, *list_rois, ("grad_output", grad_output), ("out", out))
+    N = int(input.shape[0])
+    rois_arr = V.rois_to_array(rois, N, backend.xp)
+    backend.check_rois(rois_arr, N)
+    shapes = V.shapes_of(tuple(input.shape), layout, rois_arr.shape[0], ph, pw)
+    return backend, rois_arr, shapes, scale
+
+
+def _check_grad_output(grad_output: Any, shapes: V.Shapes) -> None:
+    shape = getattr(grad_output, "shape", None)
+    if shape is None or tuple(shape) != shapes.out_shape:
+        raise ValueError(
+            f"`grad_output` must have the forward output's shape {shapes.out_shape} "
+            f"(K, C, PH, PW) or (K, PH, PW, C) for NHWC; got {shape}"
+        )
+    if np.dtype(grad_output.dtype).kind != "f":
+        raise TypeError(f"`grad_output` must have a floating dtype; got {grad_output.dtype}")
+
+
+def _forward(plan: Plan, backend: Any, input: Any, rois: Any, out: Any) -> Any:
+    return backend.forward(plan, input, rois, out)
+
+
+def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
+              deterministic: bool) -> Any:
+    _check_grad_output(grad_output, plan.shapes)
+    return backend.backward(plan, grad_output, input, rois, bool(deterministic))
+
+
+# --------------------------------------------------------------------------- plans
+def _pool_plan(input, rois, output_size, spatial_scale, bins, layout, num_threads,
+               grad_output=None, out=None):
+    bins = V.check_bins(bins)
+    backend, r, shapes, scale = _prepare(
+        input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
+    plan = Plan("pool", shapes, scale, num_threads, bins=BINS[bins])
+    return plan, backend, r
+
+
+def _align_plan(input, rois, output_size, spatial_scale, sampling_ratio, aligned, mode,
+                layout, num_threads, grad_output=None, out=None):
+    sr = V.check_sampling_ratio(sampling_ratio)
+    aligned = V.check_aligned(aligned)
+    mode = V.check_mode(mode)
+    backend, r, shapes, scale = _prepare(
+        input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
+    plan = Plan("sampled", shapes, scale, num_threads, kind=ALIGN, aligned=aligned,
+                max_mode=mode == "max", sampling_ratio=sr)
+    return plan, backend, r
+
+
+def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, compat,
+               layout, num_threads, grad_output=None, out=None):
+    sr = V.check_sampling_ratio(sampling_ratio)
+    mode = V.check_mode(mode)
+    compat = V.check_compat(compat)
+    if compat == "mnc" and sr > 1:
+        raise ValueError(
+            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
+            f"`sampling_ratio` must be <= 1, got {sr}"
+        )
+    backend, r, shapes, scale = _prepare(
+        input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
+    plan = Plan("sampled", shapes, scale, num_threads, kind=MNC if compat else WARP,
+                aligned=False, max_mode=mode == "max", sampling_ratio=sr)
+    return plan, backend, r
+
+
+# --------------------------------------------------------------------------- public API
+def roi_pool(
+    input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0, *,
+    bins: str = "fast_rcnn", layout: str = "NCHW", num_threads: int | None = None,
+    out: Any = None,
+) -> Any:
+    """RoI max pooling (Fast R-CNN).
+
+    Parameters
+    ----------
+    input : ndarray, shape (N, C, H, W) or (N, H, W, C)
+        Feature map, float16/float32/float64 (float16 is computed in float32).
+        NumPy runs on the CPU, CuPy on the GPU.
+    rois : ndarray (K, 5) or list of N ndarrays (K_i, 4)
+        Boxes ``[batch_index, x1, y1, x2, y2]`` in input-image coordinates.
+    output_size : int or (int, int)
+        Output bins (PH, PW).
+    spatial_scale : float, optional
+        Factor from image to feature-map coordinates (e.g. 1/16).
+    bins : {"fast_rcnn", "equal"}, optional
+        ``"fast_rcnn"``: torchvision/Caffe bins (inclusive end, floor/ceil
+        edges, may overlap), bit-exact with ``torchvision.ops.roi_pool``.
+        ``"equal"``: the non-overlapping partition of the RoI-pooling
+        explainer (exclusive end, boundaries ``floor(i*size/out)``).
+    layout : {"NCHW", "NHWC"}, optional
+        Memory layout of ``input`` and of the result.
+    num_threads : int, optional
+        OpenMP threads (CPU); default: OpenMP's default (``OMP_NUM_THREADS``).
+    out : ndarray, optional
+        C-contiguous array of the output's shape and the input's dtype to
+        write into (saves the allocation in serving loops).
+
+    Returns
+    -------
+    ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
+        Same dtype and array type as ``input``.
+
+    Examples
+    --------
+    >>> import numpy as np, roicore
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> roicore.roi_pool(x, np.array([[0, 0, 0, 3, 3]], np.float32), 2)[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
+    plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
+                                  num_threads, out=out)
+    return _forward(plan, backend, input, r, out)
+
+
+def roi_align(
+    input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0,
+    sampling_ratio: int = -1, aligned: bool = False, *, mode: str = "avg",
+    layout: str = "NCHW", num_threads: int | None = None, out: Any = None,
+) -> Any:
+    """RoI Align (Mask R-CNN): bilinear samples averaged (or maxed) per bin.
+
+    ``mode="avg"`` matches ``torchvision.ops.roi_align`` (same formula and
+    operation order); ``mode="max"`` is mmcv's max over the interpolated
+    samples.
+
+    Parameters
+    ----------
+    input, rois, output_size, spatial_scale
+        As in :func:`roi_pool`.
+    sampling_ratio : int, optional
+        Samples per bin side; ``<= 0`` means adaptive ``ceil(roi / output)``.
+    aligned : bool, optional
+        Shift boxes by -0.5 pixel (the half-pixel-correct variant).
+    mode : {"avg", "max"}, optional
+        Reduction over the samples of a bin.
+    layout, num_threads, out
+        As in :func:`roi_pool`.
+
+    Returns
+    -------
+    ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
+
+    Examples
+    --------
+    >>> import numpy as np, roicore
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> roicore.roi_align(x, np.array([[0, 0, 0, 2, 2]], np.float32), 1, aligned=True)
+    array([[[[2.5]]]], dtype=float32)
+    """
+    plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
+                                   aligned, mode, layout, num_threads, out=out)
+    return _forward(plan, backend, input, r, out)
+
+
+def roi_warp(
+    input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0,
+    sampling_ratio: int = -1, *, mode: str = "avg", compat: str | None = None,
+    layout: str = "NCHW", num_threads: int | None = None, out: Any = None,
+) -> Any:
+    """RoI Warp (MNC): quantize the box like RoI Pool, then sample like RoI Align.
+
+    ``roi_warp(x, r, out, s, sr, mode=m)`` equals
+    ``roi_align(x, r2, out, 1.0, sr, aligned=False, mode=m)`` with
+    ``r2 = [b, round(x1*s), round(y1*s), round(x2*s), round(y2*s)]`` (C round,
+    half away from zero).  ``compat="mnc"`` reproduces the forward of MNC's
+    Caffe ``ROIWarping`` layer (one bilinear sample at each bin's top-left
+    corner) with an exact backward.
+
+    Parameters
+    ----------
+    input, rois, output_size, spatial_scale, sampling_ratio
+        As in :func:`roi_align`.
+    mode : {"avg", "max"}, optional
+        Reduction over the samples of a bin (irrelevant with ``compat="mnc"``).
+    compat : {None, "mnc"}, optional
+        ``"mnc"``: the original MNC layer's sampling.
+    layout, num_threads, out
+        As in :func:`roi_pool`.
+
+    Returns
+    -------
+    ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
+    """
+    plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
+                                  mode, compat, layout, num_threads, out=out)
+    return _forward(plan, backend, input, r, out)
+
+
+def roi_pool_backward(
+    grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0, *, bins: str = "fast_rcnn", layout: str = "NCHW",
+    num_threads: int | None = None, deterministic: bool = False,
+) -> Any:
+    """Gradient of :func:`roi_pool` with respect to ``input``.
+
+    Returns ``d(sum(grad_output * roi_pool(input, ...))) / d(input)``: each
+    bin's gradient goes to the pixel that won its maximum.
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        Shape of the forward output.
+    input, rois, output_size, spatial_scale, bins, layout, num_threads
+        As in :func:`roi_pool` (``input`` is needed to find the winners).
+    deterministic : bool, optional
+        Bit-identical gradients run to run.  The CPU backend is always
+        deterministic (for any thread count); on the GPU this selects the
+        atomic-free kernel.
+
+    Returns
+    -------
+    ndarray
+        Same shape, dtype and layout as ``input``.
+    """
+    plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
+                                  num_threads, grad_output=grad_output)
+    return _backward(plan, backend, grad_output, input, r, deterministic)
+
+
+def roi_align_backward(
+    grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False, *,
+    mode: str = "avg", layout: str = "NCHW", num_threads: int | None = None,
+    deterministic: bool = False,
+) -> Any:
+    """Gradient of :func:`roi_align` with respect to ``input``.
+
+    ``mode="avg"``: every in-range sample scatters ``g * w / count`` to its
+    four corners; ``mode="max"``: the winning sample scatters ``g * w``.
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        Shape of the forward output.
+    input, rois, output_size, spatial_scale, sampling_ratio, aligned, mode, layout, num_threads
+        As in :func:`roi_align`.
+    deterministic : bool, optional
+        See :func:`roi_pool_backward`.
+
+    Returns
+    -------
+    ndarray
+        Same shape, dtype and layout as ``input``.
+    """
+    plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
+                                   aligned, mode, layout, num_threads, grad_output=grad_output)
+    return _backward(plan, backend, grad_output, input, r, deterministic)
+
+
+def roi_warp_backward(
+    grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0, sampling_ratio: int = -1, *, mode: str = "avg",
+    compat: str | None = None, layout: str = "NCHW", num_threads: int | None = None,
+    deterministic: bool = False,
+) -> Any:
+    """Gradient of :func:`roi_warp` with respect to ``input`` (exact adjoint,
+    also for ``compat="mnc"``, whose original Caffe backward drops part of
+    the gradient).
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        Shape of the forward output.
+    input, rois, output_size, spatial_scale, sampling_ratio, mode, compat, layout, num_threads
+        As in :func:`roi_warp`.
+    deterministic : bool, optional
+        See :func:`roi_pool_backward`.
+
+    Returns
+    -------
+    ndarray
+        Same shape, dtype and layout as ``input``.
+    """
+    plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
+                                  mode, compat, layout, num_threads, grad_output=grad_output)
+    return _backward(plan, backend, grad_output, input, r, deterministic)
+
+
+__all__ = [
+    "Plan",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "roi_warp",
+    "roi_warp_backward",
+]

@@ -1,0 +1,167 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# distutils: language = c++
+"""CPU backend of roicore: thin wrappers over the OpenMP C++ kernels.
+
+The public functions in :mod:`roicore._api` validate and normalise every
+argument; these wrappers only read shapes and pointers and release the GIL.
+Inputs must be C-contiguous arrays of one float dtype (float32 or float64).
+"""
+from libcpp cimport bool as cbool
+
+cimport numpy as cnp
+
+from _omp cimport ROICORE_OPENMP, rc_omp_get_max_threads
+
+cnp.import_array()
+
+cdef extern from "roicore/roi_cpu.h" namespace "roicore":
+    ctypedef long long rc_index
+
+    cdef cppclass Geom:
+        rc_index N, C, H, W, K, PH, PW
+        cbool channels_last
+
+    cdef cppclass SampledParams:
+        int kind
+        cbool aligned
+        cbool max_mode
+        int sampling_ratio
+
+    int sampled_forward[T](const T* inp, const T* rois, T* out, const Geom& g,
+                           T scale, SampledParams sp, int nthreads) nogil
+    int sampled_backward[T](const T* grad_out, const T* inp, const T* rois,
+                            const rc_index* order, const rc_index* batch_start,
+                            T* grad_in, const Geom& g, T scale, SampledParams sp,
+                            int nthreads) nogil
+    int pool_forward[T](const T* inp, const T* rois, T* out, const Geom& g,
+                        T scale, int bins, int nthreads) nogil
+    int pool_backward[T](const T* grad_out, const T* inp, const T* rois,
+                         const rc_index* order, const rc_index* batch_start,
+                         T* grad_in, const Geom& g, T scale, int bins,
+                         int nthreads) nogil
+
+
+def openmp_enabled():
+    """Whether this build was compiled with OpenMP."""
+    return bool(ROICORE_OPENMP)
+
+
+def max_threads():
+    """OpenMP's default team size (honours OMP_NUM_THREADS, threadpoolctl)."""
+    return rc_omp_get_max_threads()
+
+
+cdef Geom _geom(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out,
+                bint channels_last):
+    cdef Geom g
+    g.channels_last = channels_last
+    g.N = inp.shape[0]
+    if channels_last:
+        g.H = inp.shape[1]
+        g.W = inp.shape[2]
+        g.C = inp.shape[3]
+        g.PH = out.shape[1]
+        g.PW = out.shape[2]
+    else:
+        g.C = inp.shape[1]
+        g.H = inp.shape[2]
+        g.W = inp.shape[3]
+        g.PH = out.shape[2]
+        g.PW = out.shape[3]
+    g.K = rois.shape[0]
+    return g
+
+
+cdef SampledParams _params(int kind, bint aligned, bint max_mode, int sampling_ratio):
+    cdef SampledParams sp
+    sp.kind = kind
+    sp.aligned = aligned
+    sp.max_mode = max_mode
+    sp.sampling_ratio = sampling_ratio
+    return sp
+
+
+def sampled_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, int kind,
+                bint aligned, bint max_mode, int sampling_ratio, double scale,
+                bint channels_last, int nthreads):
+    """Forward of RoI Align / RoI Warp / MNC RoI Warp into ``out``."""
+    cdef Geom g = _geom(inp, rois, out, channels_last)
+    cdef SampledParams sp = _params(kind, aligned, max_mode, sampling_ratio)
+    cdef int err
+    if inp.dtype.itemsize == 4:
+        with nogil:
+            err = sampled_forward[float](
+                <const float*>cnp.PyArray_DATA(inp), <const float*>cnp.PyArray_DATA(rois),
+                <float*>cnp.PyArray_DATA(out), g, <float>scale, sp, nthreads)
+    else:
+        with nogil:
+            err = sampled_forward[double](
+                <const double*>cnp.PyArray_DATA(inp), <const double*>cnp.PyArray_DATA(rois),
+                <double*>cnp.PyArray_DATA(out), g, scale, sp, nthreads)
+    return err
+
+
+def sampled_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois,
+                cnp.ndarray order, cnp.ndarray batch_start, cnp.ndarray grad_in,
+                int kind, bint aligned, bint max_mode, int sampling_ratio,
+                double scale, bint channels_last, int nthreads):
+    """Backward of the sampled ops, accumulated into zeroed ``grad_in``."""
+    cdef Geom g = _geom(inp, rois, grad_out, channels_last)
+    cdef SampledParams sp = _params(kind, aligned, max_mode, sampling_ratio)
+    cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
+    cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
+    cdef int err
+    if inp.dtype.itemsize == 4:
+        with nogil:
+            err = sampled_backward[float](
+                <const float*>cnp.PyArray_DATA(grad_out), <const float*>cnp.PyArray_DATA(inp),
+                <const float*>cnp.PyArray_DATA(rois), o, bs,
+                <float*>cnp.PyArray_DATA(grad_in), g, <float>scale, sp, nthreads)
+    else:
+        with nogil:
+            err = sampled_backward[double](
+                <const double*>cnp.PyArray_DATA(grad_out), <const double*>cnp.PyArray_DATA(inp),
+                <const double*>cnp.PyArray_DATA(rois), o, bs,
+                <double*>cnp.PyArray_DATA(grad_in), g, scale, sp, nthreads)
+    return err
+
+
+def pool_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, int bins,
+             double scale, bint channels_last, int nthreads):
+    """Forward of RoI Pool into ``out``."""
+    cdef Geom g = _geom(inp, rois, out, channels_last)
+    cdef int err
+    if inp.dtype.itemsize == 4:
+        with nogil:
+            err = pool_forward[float](
+                <const float*>cnp.PyArray_DATA(inp), <const float*>cnp.PyArray_DATA(rois),
+                <float*>cnp.PyArray_DATA(out), g, <float>scale, bins, nthreads)
+    else:
+        with nogil:
+            err = pool_forward[double](
+                <const double*>cnp.PyArray_DATA(inp), <const double*>cnp.PyArray_DATA(rois),
+                <double*>cnp.PyArray_DATA(out), g, scale, bins, nthreads)
+    return err
+
+
+def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois,
+             cnp.ndarray order, cnp.ndarray batch_start, cnp.ndarray grad_in,
+             int bins, double scale, bint channels_last, int nthreads):
+    """Backward of RoI Pool, accumulated into zeroed ``grad_in``."""
+    cdef Geom g = _geom(inp, rois, grad_out, channels_last)
+    cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
+    cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
+    cdef int err
+    if inp.dtype.itemsize == 4:
+        with nogil:
+            err = pool_backward[float](
+                <const float*>cnp.PyArray_DATA(grad_out), <const float*>cnp.PyArray_DATA(inp),
+                <const float*>cnp.PyArray_DATA(rois), o, bs,
+                <float*>cnp.PyArray_DATA(grad_in), g, <float>scale, bins, nthreads)
+    else:
+        with nogil:
+            err = pool_backward[double](
+                <const double*>cnp.PyArray_DATA(grad_out), <const double*>cnp.PyArray_DATA(inp),
+                <const double*>cnp.PyArray_DATA(rois), o, bs,
+                <double*>cnp.PyArray_DATA(grad_in), g, scale, bins, nthreads)
+    return err
