@@ -1,0 +1,38 @@
+"""``python -m roicore info``: version, OpenMP, threads, CuPy / CUDA device."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
+    import numpy as np
+
+    import roicore
+
+    print(f"roicore {roicore.__version__} (Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, {platform.machine()})")
+    print(f"OpenMP: {'enabled' if roicore.openmp_enabled() else 'DISABLED (serial build)'}; "
+          f"default threads: {roicore.default_num_threads()}")
+    if importlib.util.find_spec("cupy") is None:
+        print("CuPy: not installed (GPU backend unavailable; pip install 'roicore[cuda]')")
+        return 0
+    try:
+        import cupy
+
+        n = cupy.cuda.runtime.getDeviceCount()
+        print(f"CuPy {cupy.__version__}: {n} CUDA device(s)")
+        for i in range(n):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            print(f"  device {i}: {name}")
+    except Exception as exc:  # CuPy present but no driver / device
+        print(f"CuPy installed, no usable CUDA device: {exc}")
+    return 0
