@@ -213,13 +213,13 @@ def check_rois_values(rois64: np.ndarray, N: int) -> None:
     if not np.isfinite(rois64).all():
         bad = np.argwhere(~np.isfinite(rois64))[0]
         raise ValueError(
-            f"`rois` must be finite: row {bad[0]} column {bad[1]} is {rois64[bad[0], bad[1]]}"
+            f"`rois` must be finite: row {bad[0]} column {bad[1]} is {float(rois64[bad[0], bad[1]])}"
         )
     b = rois64[:, 0]
     nonint = b != np.floor(b)
     if nonint.any():
         i = int(np.argmax(nonint))
-        raise ValueError(f"`rois[:, 0]` (batch index) must be integral; row {i} has {b[i]!r}")
+        raise ValueError(f"`rois[:, 0]` (batch index) must be integral; row {i} has {float(b[i])}")
     out = (b < 0) | (b >= N)
     if out.any():
         i = int(np.argmax(out))
