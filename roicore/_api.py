@@ -76,7 +76,7 @@ def _backend(input: Any, *others: Any) -> Any:
         from . import _cpu_backend
 
         return _cpu_backend
-    from . import _gpu  # noqa: PLC0415  (lazy: never import cupy for NumPy input)
+    from . import _gpu  # lazy: never import cupy for NumPy input
 
     return _gpu
 
@@ -91,7 +91,7 @@ def _prepare(
     scale = V.check_spatial_scale(spatial_scale)
     if num_threads is not None:
         V.check_num_threads(num_threads, 1)
-    list_rois = [("rois[%d]" % i, r) for i, r in enumerate(rois)] if isinstance(
+    list_rois = [(f"rois[{i}]", r) for i, r in enumerate(rois)] if isinstance(
         rois, (list, tuple)) else [("rois", rois)]
     backend = _backend(input, *list_rois, ("grad_output", grad_output), ("out", out))
     N = int(input.shape[0])

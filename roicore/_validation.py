@@ -211,10 +211,8 @@ def check_rois_values(rois64: np.ndarray, N: int) -> None:
     if rois64.shape[0] == 0:
         return
     if not np.isfinite(rois64).all():
-        bad = np.argwhere(~np.isfinite(rois64))[0]
-        raise ValueError(
-            f"`rois` must be finite: row {bad[0]} column {bad[1]} is {float(rois64[bad[0], bad[1]])}"
-        )
+        i, j = np.argwhere(~np.isfinite(rois64))[0]
+        raise ValueError(f"`rois` must be finite: row {i} column {j} is {float(rois64[i, j])}")
     b = rois64[:, 0]
     nonint = b != np.floor(b)
     if nonint.any():
