@@ -102,8 +102,10 @@ struct SampleTab {
 
 template <typename T>
 inline size_t sample_tab_bytes(rc_index n) {
-  return static_cast<size_t>(n) *
-         (2 * sizeof(rc_index) + 2 * sizeof(T) + sizeof(unsigned char));
+  /* rounded up to 64 bytes so a second table bound after it stays aligned */
+  size_t b = static_cast<size_t>(n) *
+             (2 * sizeof(rc_index) + 2 * sizeof(T) + sizeof(unsigned char));
+  return (b + 63) & ~static_cast<size_t>(63);
 }
 
 template <typename T>
