@@ -2,7 +2,10 @@
 
 NumPy arrays run on the Cython/OpenMP CPU backend (:mod:`roicore._cpu`);
 CuPy arrays run on the CUDA backend (:mod:`roicore._gpu`, imported lazily so
-``import roicore`` never imports CuPy).
+``import roicore`` never imports CuPy).  Any other array with ``__dlpack__``
+(torch, JAX, ...) is viewed zero-copy as NumPy or CuPy according to its
+``__dlpack_device__`` and the result is returned as the caller's type
+(:mod:`roicore._interop`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _interop
 from . import _validation as V
 
 #: Kinds of sampled operator (must match roi_common.h).
@@ -55,8 +59,8 @@ def _backend(input: Any, *others: Any) -> Any:
     kind = _array_module(input)
     if kind not in ("numpy", "cupy"):
         raise TypeError(
-            f"`input` must be a numpy.ndarray (CPU) or a cupy.ndarray (GPU); got "
-            f"{type(input).__module__}.{type(input).__name__}"
+            f"`input` must be a numpy.ndarray (CPU), a cupy.ndarray (GPU) or an array with "
+            f"__dlpack__ (torch, JAX, ...); got {type(input).__module__}.{type(input).__name__}"
         )
     for name, o in others:
         if o is None or not hasattr(o, "shape") or isinstance(o, (list, tuple)):
@@ -173,7 +177,9 @@ def roi_pool(
     ----------
     input : ndarray, shape (N, C, H, W) or (N, H, W, C)
         Feature map, float16/float32/float64 (float16 is computed in float32).
-        NumPy runs on the CPU, CuPy on the GPU.
+        NumPy runs on the CPU, CuPy on the GPU.  Any other array with
+        ``__dlpack__`` (a torch tensor, a JAX array) is used zero-copy on its
+        device and the result is returned as that library's array.
     rois : ndarray (K, 5) or list of N ndarrays (K_i, 4)
         Boxes ``[batch_index, x1, y1, x2, y2]`` in input-image coordinates.
     output_size : int or (int, int)
@@ -206,9 +212,11 @@ def roi_pool(
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
     """
+    (input, rois, out), restore = _interop.from_caller(("input", input), ("rois", rois),
+                                                       ("out", out))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, out=out)
-    return _forward(plan, backend, input, r, out)
+    return restore(_forward(plan, backend, input, r, out))
 
 
 def roi_align(
@@ -246,9 +254,11 @@ def roi_align(
     >>> roicore.roi_align(x, np.array([[0, 0, 0, 2, 2]], np.float32), 1, aligned=True)
     array([[[[2.5]]]], dtype=float32)
     """
+    (input, rois, out), restore = _interop.from_caller(("input", input), ("rois", rois),
+                                                       ("out", out))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, out=out)
-    return _forward(plan, backend, input, r, out)
+    return restore(_forward(plan, backend, input, r, out))
 
 
 def roi_warp(
@@ -280,9 +290,11 @@ def roi_warp(
     -------
     ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
     """
+    (input, rois, out), restore = _interop.from_caller(("input", input), ("rois", rois),
+                                                       ("out", out))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, out=out)
-    return _forward(plan, backend, input, r, out)
+    return restore(_forward(plan, backend, input, r, out))
 
 
 def roi_pool_backward(
@@ -311,9 +323,11 @@ def roi_pool_backward(
     ndarray
         Same shape, dtype and layout as ``input``.
     """
+    (input, grad_output, rois), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, grad_output=grad_output)
-    return _backward(plan, backend, grad_output, input, r, deterministic)
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
 
 
 def roi_align_backward(
@@ -341,9 +355,11 @@ def roi_align_backward(
     ndarray
         Same shape, dtype and layout as ``input``.
     """
+    (input, grad_output, rois), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, grad_output=grad_output)
-    return _backward(plan, backend, grad_output, input, r, deterministic)
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
 
 
 def roi_warp_backward(
@@ -370,9 +386,11 @@ def roi_warp_backward(
     ndarray
         Same shape, dtype and layout as ``input``.
     """
+    (input, grad_output, rois), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, grad_output=grad_output)
-    return _backward(plan, backend, grad_output, input, r, deterministic)
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
 
 
 __all__ = [
