@@ -1,0 +1,371 @@
+"""``python -m roicore bench``: time roicore against every installed peer.
+
+On the standard workloads of :mod:`roicore._workloads`, in one process, on
+the same arrays, with matched thread counts:
+
+- roicore (``num_threads=T``, the chosen ``--layout``);
+- onnxruntime on the CPU (``intra_op_num_threads=T``): ``RoiAlign`` (opset
+  16, ``coordinate_transformation_mode="half_pixel"``) for the RoI Align
+  workloads, ``MaxRoiPool`` for RoI Pool; forward only (ONNX has no backward);
+- torchvision.ops ``roi_align`` / ``roi_pool`` (``torch.set_num_threads(T)``),
+  forward and backward (autograd; only the ``.backward`` call is timed);
+- a reference row, "fresh output (floor)": ``np.empty`` + ``fill`` of an
+  array of the result's size (the output for forward, the input for
+  backward), i.e. the memory-bound floor of writing a fresh result.
+
+Implementations are timed round-robin (one call of each per repeat, after a
+warm-up call each), so a load change on the machine hits them all alike.
+Peers always run NCHW (the only layout they take).  The table gives the
+median, min-max, ``ratio`` = median / roicore's median (above 1: roicore is
+that many times faster) and the largest absolute difference from roicore's
+result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.util
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _workloads
+
+#: Repeats per implementation (the median is reported).
+DEFAULT_REPEAT = 7
+QUICK_REPEAT = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workload", default="all",
+                        help="W1, W2, W3, W4, a comma-separated list, or 'all' (default)")
+    parser.add_argument("--threads", default="all",
+                        help="thread counts, comma-separated; 'all' = roicore's default "
+                             "(OMP_NUM_THREADS or the CPU count; the default)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help=f"timed calls per implementation (default {DEFAULT_REPEAT}, "
+                             f"{QUICK_REPEAT} with --quick)")
+    parser.add_argument("--direction", default="both", choices=["forward", "backward", "both"],
+                        help="forward, backward or both (default)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="dtype of every array (default float32)")
+    parser.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
+                        help="roicore's layout (peers always run NCHW; default NCHW)")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced workloads (C/8, K/10) and few repeats: a smoke run "
+                             "that takes seconds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------- candidates
+@dataclass
+class Candidate:
+    name: str
+    call: Callable[[], Any]
+    result: Callable[[Any], np.ndarray] | None = None  # to NumPy in roicore's layout
+    times: list[float] = field(default_factory=list)
+    value: np.ndarray | None = None
+
+
+@dataclass
+class Case:
+    workload: _workloads.Workload
+    direction: str  # "fwd" / "bwd"
+    threads: int
+    candidates: list[Candidate]
+
+
+def _threads(spec: str) -> list[int]:
+    import roicore
+
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        n = roicore.default_num_threads() if part == "all" else int(part)
+        if n < 1:
+            raise ValueError(f"--threads: thread counts must be >= 1; got {n}")
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise ValueError("--threads: give at least one thread count")
+    return out
+
+
+def _workload_list(spec: str, quick: bool) -> list[_workloads.Workload]:
+    names = list(_workloads.WORKLOADS) if spec.strip().lower() == "all" else [
+        s.strip() for s in spec.split(",") if s.strip()]
+    ws = [_workloads.get(n) for n in names]
+    return [w.quick() for w in ws] if quick else ws
+
+
+def _to_layout(a: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if layout == "NHWC" else a
+
+
+def _onnx_session(w: _workloads.Workload, dtype: np.dtype, threads: int) -> Any:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    ttype = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    ph, pw = w.output_size
+    if w.op == "align":
+        node = helper.make_node(
+            "RoiAlign", ["X", "rois", "batch_indices"], ["Y"], mode="avg",
+            output_height=ph, output_width=pw, sampling_ratio=max(w.sampling_ratio, 0),
+            spatial_scale=w.spatial_scale,
+            coordinate_transformation_mode="half_pixel" if w.aligned else "output_half_pixel")
+        inputs = [helper.make_tensor_value_info("X", ttype, None),
+                  helper.make_tensor_value_info("rois", ttype, None),
+                  helper.make_tensor_value_info("batch_indices", TensorProto.INT64, None)]
+    else:
+        node = helper.make_node("MaxRoiPool", ["X", "rois"], ["Y"], pooled_shape=[ph, pw],
+                                spatial_scale=w.spatial_scale)
+        inputs = [helper.make_tensor_value_info("X", ttype, None),
+                  helper.make_tensor_value_info("rois", ttype, None)]
+    graph = helper.make_graph([node], "roi", inputs,
+                              [helper.make_tensor_value_info("Y", ttype, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def _have(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _peers_available() -> tuple[dict[str, str], list[str]]:
+    """({peer: version}, [notes about missing peers])."""
+    found: dict[str, str] = {}
+    notes: list[str] = []
+    if _have("onnxruntime") and _have("onnx"):
+        try:
+            import onnxruntime
+
+            found["onnxruntime"] = onnxruntime.__version__
+        except Exception as exc:  # broken install: report, keep going
+            notes.append(f"onnxruntime: import failed ({exc})")
+    else:
+        notes.append("onnxruntime/onnx: not installed (skipped)")
+    if _have("torchvision"):
+        try:
+            import torch
+            import torchvision.ops  # noqa: F401
+
+            found["torchvision"] = f"{torchvision_version()} (torch {torch.__version__})"
+        except Exception as exc:
+            notes.append(f"torchvision: import failed ({exc})")
+    else:
+        notes.append("torchvision: not installed (skipped)")
+    return found, notes
+
+
+def torchvision_version() -> str:
+    import torchvision
+
+    return str(torchvision.__version__)
+
+
+def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[int],
+           dtype: np.dtype, layout: str, peers: dict[str, str]) -> list[Case]:
+    x_nchw = w.input(dtype)
+    rois = w.rois(dtype)
+    x = _to_layout(x_nchw, layout)
+    cases: list[Case] = []
+    for d in directions:
+        g_nchw = w.grad_output(dtype) if d == "bwd" else None
+        g = _to_layout(g_nchw, layout) if g_nchw is not None else None
+        floor_shape = w.output_shape(layout) if d == "fwd" else w.input_shape(layout)
+        for nt in thread_counts:
+            cands: list[Candidate] = []
+            if d == "fwd":
+                cands.append(Candidate(
+                    "roicore", lambda nt=nt: w.forward(x, rois, layout=layout, num_threads=nt)))
+            else:
+                cands.append(Candidate(
+                    "roicore",
+                    lambda nt=nt, g=g: w.backward(g, x, rois, layout=layout, num_threads=nt)))
+            if "onnxruntime" in peers and d == "fwd":
+                sess = _onnx_session(w, dtype, nt)
+                if w.op == "align":
+                    feed = {"X": x_nchw, "rois": np.ascontiguousarray(rois[:, 1:]),
+                            "batch_indices": rois[:, 0].astype(np.int64)}
+                    name = "onnxruntime RoiAlign"
+                else:
+                    feed = {"X": x_nchw, "rois": rois}
+                    name = "onnxruntime MaxRoiPool"
+                cands.append(Candidate(
+                    name, lambda sess=sess, feed=feed: sess.run(None, feed)[0],
+                    lambda y: _to_layout(y, layout)))
+            if "torchvision" in peers:
+                cands.append(_torchvision_candidate(w, d, nt, x_nchw, rois, g_nchw, layout))
+
+            def floor(shape: tuple[int, ...] = floor_shape) -> None:
+                a = np.empty(shape, dtype)
+                a.fill(0)
+
+            cands.append(Candidate("fresh output (floor)", floor))
+            cases.append(Case(w, d, nt, cands))
+    return cases
+
+
+def _torchvision_candidate(w: _workloads.Workload, d: str, nt: int, x: np.ndarray,
+                           rois: np.ndarray, g: np.ndarray | None, layout: str) -> Candidate:
+    import torch
+    import torchvision.ops as tvo
+
+    xt = torch.from_numpy(x)
+    rt = torch.from_numpy(rois)
+
+    def fwd(inp: Any) -> Any:
+        if w.op == "align":
+            return tvo.roi_align(inp, rt, w.output_size, w.spatial_scale, w.sampling_ratio,
+                                 w.aligned)
+        return tvo.roi_pool(inp, rt, w.output_size, w.spatial_scale)
+
+    name = f"torchvision {'roi_align' if w.op == 'align' else 'roi_pool'}"
+    if d == "fwd":
+        def call() -> Any:
+            torch.set_num_threads(nt)
+            with torch.no_grad():
+                return fwd(xt)
+
+        return Candidate(name, call, lambda y: _to_layout(y.numpy(), layout))
+    xg = xt.clone().requires_grad_(True)
+    torch.set_num_threads(nt)
+    y = fwd(xg)
+    gt = torch.from_numpy(g)
+
+    def bcall() -> Any:
+        torch.set_num_threads(nt)
+        xg.grad = None
+        y.backward(gt, retain_graph=True)
+        return xg.grad
+
+    return Candidate(name + " (autograd backward)", bcall,
+                     lambda r: _to_layout(r.numpy(), layout))
+
+
+# --------------------------------------------------------------------------- timing
+def _time_cases(cases: list[Case], repeat: int, progress: bool) -> None:
+    total = sum(len(c.candidates) for c in cases) * (repeat + 1)
+    bar = None
+    if progress and _have("tqdm"):
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="roicore bench", unit="call", file=sys.stderr,
+                   leave=False, dynamic_ncols=True, disable=None)  # None: only on a TTY
+    try:
+        for case in cases:
+            if bar is not None:
+                bar.set_postfix_str(f"{case.workload.name} {case.direction} T={case.threads}")
+            # warm-up: one call each (keeps the result for the accuracy column)
+            for cand in case.candidates:
+                r = cand.call()
+                if cand is case.candidates[0]:
+                    cand.value = r
+                elif cand.result is not None:
+                    cand.value = cand.result(r)
+                if bar is not None:
+                    bar.update(1)
+            for _ in range(repeat):
+                for cand in case.candidates:  # round-robin
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    cand.call()
+                    cand.times.append(time.perf_counter() - t0)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _diff(a: np.ndarray | None, b: np.ndarray | None) -> str:
+    if a is None or b is None:
+        return "-"
+    if a.shape != b.shape:
+        return "shape!"
+    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return f"{np.nanmax(d):.1e}" if d.size else "0"
+
+
+HEADER = (f"{'workload':<14} {'dir':<4} {'T':>3}  {'implementation':<40} {'median ms':>10} "
+          f"{'min-max ms':>17} {'ratio':>8} {'max|diff|':>9}")
+
+
+def _report(cases: list[Case]) -> list[str]:
+    lines = [HEADER, "-" * len(HEADER)]
+    for case in cases:
+        ref = case.candidates[0]
+        ref_med = float(np.median(ref.times))
+        for cand in case.candidates:
+            t = np.array(cand.times) * 1e3
+            med = float(np.median(t))
+            ratio = med / (ref_med * 1e3) if ref_med > 0 else float("nan")
+            rng = f"{t.min():.2f}-{t.max():.2f}"
+            diff = "-" if cand is ref or cand.value is None else _diff(ref.value, cand.value)
+            lines.append(
+                f"{case.workload.name:<14} {case.direction:<4} {case.threads:>3}  "
+                f"{cand.name:<40} {med:>10.2f} {rng:>17} {ratio:>7.2f}x {diff:>9}")
+        floor = case.candidates[-1]
+        fmed = float(np.median(floor.times))
+        if fmed > 0:
+            lines.append(f"{'':<14} {'':<4} {'':>3}  -> roicore = {ref_med / fmed:.2f}x the "
+                         f"fresh-output floor")
+        lines.append("")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    import roicore
+
+    repeat = args.repeat if args.repeat is not None else (
+        QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+    if repeat < 1:
+        raise ValueError(f"--repeat must be >= 1; got {repeat}")
+    dtype = np.dtype(args.dtype)
+    workloads = _workload_list(args.workload, args.quick)
+    thread_counts = _threads(args.threads)
+    directions = {"forward": ["fwd"], "backward": ["bwd"], "both": ["fwd", "bwd"]}[
+        args.direction]
+    peers, notes = _peers_available()
+
+    print(f"roicore {roicore.__version__} bench: {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, OpenMP {'on' if roicore.openmp_enabled() else 'OFF'}, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"dtype {dtype.name}, roicore layout {args.layout} (peers NCHW), threads "
+          f"{','.join(map(str, thread_counts))}, {repeat} repeats round-robin after 1 warm-up"
+          f"{', QUICK (reduced workloads)' if args.quick else ''}")
+    print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none found"))
+    for n in notes:
+        print("  " + n)
+    for w in workloads:
+        print("  " + w.describe())
+    print("ratio = median / roicore's median (above 1: roicore is faster)\n", flush=True)
+
+    cases: list[Case] = []
+    for w in workloads:
+        cases.extend(_cases(w, directions, thread_counts, dtype, args.layout, peers))
+    _time_cases(cases, repeat, progress=not args.no_progress)
+    for line in _report(cases):
+        print(line)
+    return 0
