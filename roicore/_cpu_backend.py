@@ -26,8 +26,24 @@ def check_rois(rois: Any, N: int) -> None:
     V.check_rois_values(np.asarray(rois, dtype=np.float64), N)
 
 
+#: Below this many output elements a default-threaded call runs on one thread:
+#: starting an OpenMP team costs more than the work (results are identical).
+SMALL_WORK = 4096
+
+
 def threads(plan: Any) -> int:
+    if plan.num_threads is None:
+        s = plan.shapes
+        if s.K * s.C * s.PH * s.PW < SMALL_WORK:
+            return 1
     return V.check_num_threads(plan.num_threads, _cpu.max_threads())
+
+
+def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    # float32 -> float16 may overflow (e.g. the lowest-float32 value of a bin
+    # with no winner becomes -inf): that is the intended rounding, not a warning.
+    with np.errstate(over="ignore"):
+        return a.astype(dtype)
 
 
 def _raise(err: int) -> None:
@@ -71,9 +87,9 @@ def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) 
     if direct or res.dtype == x.dtype:
         return res
     if out is not None:
-        out[...] = res
+        out[...] = _cast(res, x.dtype)
         return out
-    return res.astype(x.dtype)
+    return _cast(res, x.dtype)
 
 
 def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
@@ -101,4 +117,4 @@ def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
                                plan.max_mode, plan.sampling_ratio, plan.spatial_scale,
                                plan.channels_last, nt)
     _raise(err)
-    return grad_in if grad_in.dtype == x.dtype else grad_in.astype(x.dtype)
+    return grad_in if grad_in.dtype == x.dtype else _cast(grad_in, x.dtype)
