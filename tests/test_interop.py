@@ -270,3 +270,25 @@ def test_torch_validation_messages_unchanged(torch):
         roicore.roi_align(torch.zeros(1, 4, 4), R, 2)
     with pytest.raises(ValueError, match="`rois` must have shape"):
         roicore.roi_align(torch.zeros(2, 1, 4, 4), torch.zeros(3, 4), 2)
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "message"),
+    [
+        ("roicore.torch", "torch",
+         "roicore.torch needs PyTorch: pip install torch (or pip install 'roicore[torch]')"),
+        ("roicore.sklearn", "sklearn",
+         "roicore.sklearn needs scikit-learn: pip install scikit-learn "
+         "(or pip install 'roicore[sklearn]')"),
+    ],
+)
+def test_optional_modules_name_their_install(module, blocked, message):
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "try:\n"
+        f"    import {module}\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == message
