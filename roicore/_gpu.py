@@ -1,0 +1,242 @@
+"""CuPy arrays -> the CUDA kernels in ``src/cuda/roicore_kernels.cu``.
+
+Imported lazily by :func:`roicore._api._backend`, only for CuPy input, so
+``import roicore`` never imports CuPy.  Same interface as
+:mod:`roicore._cpu_backend`: ``xp``, ``check_rois``, ``forward``,
+``backward``.
+
+* The kernels are compiled by NVRTC through ``cupy.RawModule`` at first use,
+  once per device, dtype and layout (``cupy.memoize(for_each_device=True)``;
+  CuPy also keeps the binaries in its on-disk kernel cache).  The source has
+  ``roi_common.h`` pasted in and its hash among the options
+  (:mod:`roicore._cuda_source`), so an edited header never reuses a stale
+  binary.
+* Launches go to CuPy's current stream of the input's device, inside
+  ``with x.device:``; the hot path has no device-to-host copy except the RoI
+  check below.
+* The RoI check (batch index, finite coordinates, sampling-grid limit) needs
+  ``rois`` on the host: one device-to-host copy per call, which synchronises
+  the stream.  ``roicore.gpu_checks(False)`` or
+  ``ROICORE_GPU_SKIP_ROI_CHECK=1`` skips it; the kernels then give 0 and no
+  gradient for invalid RoIs (they bounds-check the batch index themselves).
+* float16 is computed in float32 (cast in and out here), as on the CPU.
+* Backward: by default one thread per output element scatters with
+  ``atomicAdd`` (fast; float rounding depends on the order of the atomics).
+  ``deterministic=True`` runs a gather instead: one thread per input
+  element walks the RoIs of its image in a fixed order (CSR built on the
+  device by two small kernels, no sort) and adds the contributions of the bins that touch it in the
+  CPU backend's order, without float atomics; max modes first store each
+  bin's winner (an int64 per output element).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import cupy
+import numpy as np
+
+from . import _cuda_source as S
+from . import _validation as V
+from ._gpu_config import checks_enabled, grid_too_large
+
+xp = cupy
+
+_BLOCK = 256
+_MAX_BLOCKS = 1 << 18  # grid-stride loops cover the rest
+_CSR_THREADS = 256  # RC_CSR_THREADS in the .cu: rc_roi_csr needs exactly this block size
+_MAX_CSR_BLOCKS = 65535
+
+_tls = threading.local()
+
+#: Same text as the CPU backend's error 2 (roicore._cpu_backend).
+_GRID_ERROR = (
+    "a RoI needs more than 65536 samples per bin side with sampling_ratio <= 0 "
+    "(the box is enormous compared with output_size); check `rois` / "
+    "`spatial_scale` or pass a positive `sampling_ratio`"
+)
+
+
+# --------------------------------------------------------------------------- compilation
+@cupy.memoize(for_each_device=True)
+def _module(T: str, channels_last: bool) -> Any:
+    names = [S.name(k, T, channels_last) for k in S.LAYOUT_KERNELS]
+    names += [S.name(k, T) for k in S.DTYPE_KERNELS]
+    code = S.source()
+    return cupy.RawModule(code=code, options=S.options(code), name_expressions=names)
+
+
+@cupy.memoize(for_each_device=True)
+def _kernel(kernel: str, T: str, channels_last: bool, layout_param: bool) -> Any:
+    expr = S.name(kernel, T, channels_last if layout_param else None)
+    return _module(T, channels_last).get_function(expr)
+
+
+def _launch(kernel: str, T: str, channels_last: bool, total: int, args: tuple,
+            layout_param: bool = True) -> None:
+    """Launch a grid-stride kernel over ``total`` items on the current stream."""
+    if total <= 0:
+        return
+    blocks = min((total + _BLOCK - 1) // _BLOCK, _MAX_BLOCKS)
+    _kernel(kernel, T, channels_last, layout_param)((blocks,), (_BLOCK,), args)
+
+
+# --------------------------------------------------------------------------- RoI check
+def check_rois(rois: Any, N: int) -> None:
+    """Validate batch indices and coordinates on a host copy of ``rois``.
+
+    The copy synchronises the current stream; it is skipped under
+    ``roicore.gpu_checks(False)`` or with ``ROICORE_GPU_SKIP_ROI_CHECK=1``.
+    The host copy is kept for the sampling-grid check of the same call.
+    """
+    _tls.last = None
+    if not checks_enabled():
+        return
+    host = cupy.asnumpy(rois)  # device -> host: synchronises the stream
+    V.check_rois_values(np.asarray(host, dtype=np.float64), N)
+    _tls.last = (rois, host)
+
+
+def _host_rois(rois: Any, N: int) -> np.ndarray | None:
+    """The host copy made by :func:`check_rois` for this call (None when the
+    checks are off); validates afresh if ``check_rois`` was not called."""
+    last = getattr(_tls, "last", None)
+    _tls.last = None
+    if last is not None and last[0] is rois:
+        return last[1]
+    if not checks_enabled():
+        return None
+    host = cupy.asnumpy(rois)
+    V.check_rois_values(np.asarray(host, dtype=np.float64), N)
+    return host
+
+
+def _check_grid(plan: Any, host: np.ndarray | None, T: np.dtype) -> None:
+    """Raise the CPU backend's ValueError when an adaptive sampling grid exceeds
+    RC_GRID_LIMIT, from the host copy (roi_common.h's arithmetic replayed in
+    NumPy, :func:`roicore._gpu_config.grid_too_large`).  With the check off the
+    kernels give 0 for such RoIs instead."""
+    if host is None:
+        return
+    if grid_too_large(plan, np.ascontiguousarray(host, dtype=T)):
+        raise ValueError(_GRID_ERROR)
+
+
+# --------------------------------------------------------------------------- helpers
+def _dims(s: V.Shapes) -> tuple:
+    return tuple(np.int64(v) for v in (s.N, s.C, s.H, s.W, s.K, s.PH, s.PW))
+
+
+def _sampled_flags(plan: Any) -> tuple:
+    # sampling_ratio <= 0 means adaptive in the kernels as on the CPU; clamp to
+    # 0 so any negative Python int fits the kernel's int.
+    return (np.int32(plan.kind), np.int32(bool(plan.aligned)), np.int32(bool(plan.max_mode)),
+            np.int32(max(int(plan.sampling_ratio), 0)))
+
+
+def _as_T(a: Any, T: np.dtype) -> Any:
+    return cupy.ascontiguousarray(cupy.asarray(a, dtype=T))
+
+
+def _check_out(out: Any, shape: tuple, dtype: np.dtype, device: Any) -> None:
+    if not isinstance(out, cupy.ndarray):
+        raise TypeError(f"`out` must be a cupy.ndarray for CuPy input; got {type(out)}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"`out` must have shape {shape} and dtype {dtype}; got {out.shape} {out.dtype}"
+        )
+    if not out.flags.c_contiguous:
+        raise ValueError("`out` must be C-contiguous")
+    if out.device != device:
+        raise ValueError(f"`out` is on {out.device} but `input` is on {device}")
+
+
+def _csr(rc: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple[Any, Any]:
+    """RoIs grouped by image in increasing index order (the CPU backend's stable
+    argsort), on the device with no sort and no host round trip:
+    ``order`` (K,) and ``starts`` (N+1,); invalid batch indices are left out."""
+    count = cupy.zeros(s.N, cupy.int64)
+    _launch("rc_roi_count", T, channels_last, s.K, (rc, np.int64(s.K), np.int64(s.N), count),
+            layout_param=False)
+    starts = cupy.empty(s.N + 1, cupy.int64)
+    order = cupy.empty(max(s.K, 1), cupy.int64)  # only [starts[0], starts[N]) is written
+    _kernel("rc_roi_csr", T, channels_last, False)(
+        (min(s.N, _MAX_CSR_BLOCKS),), (_CSR_THREADS,),
+        (rc, np.int64(s.K), np.int64(s.N), count, starts, order))
+    return order, starts
+
+
+# --------------------------------------------------------------------------- backend API
+def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
+    s = plan.shapes
+    T = np.dtype(V.compute_dtype(x.dtype))
+    shape = s.out_shape
+    with x.device:
+        host = _host_rois(rois, s.N)
+        if out is not None:
+            _check_out(out, shape, x.dtype, x.device)
+        if min(shape) == 0 or s.H == 0 or s.W == 0:
+            res = out if out is not None else cupy.empty(shape, x.dtype)
+            res.fill(0)
+            return res
+        _check_grid(plan, host, T)
+        xc = _as_T(x, T)
+        rc = _as_T(rois, T)
+        direct = out is not None and out.dtype == T
+        res = out if direct else cupy.empty(shape, T)
+        ct, cl = S.ctype(T), plan.channels_last
+        total = s.K * s.C * s.PH * s.PW
+        scale = T.type(plan.spatial_scale)
+        if plan.op == "pool":
+            _launch("rc_pool_fwd", ct, cl, total,
+                    (xc, rc, res, *_dims(s), scale, np.int32(plan.bins)))
+        else:
+            _launch("rc_sampled_fwd", ct, cl, total,
+                    (xc, rc, res, *_dims(s), scale, *_sampled_flags(plan)))
+        if direct or res.dtype == x.dtype:
+            return res
+        if out is not None:
+            out[...] = res
+            return out
+        return res.astype(x.dtype)
+
+
+def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool) -> Any:
+    """Atomic scatter by default; ``deterministic=True``: atomic-free gather,
+    bit-identical run to run (and summed in the CPU backend's order)."""
+    s = plan.shapes
+    if not isinstance(grad_output, cupy.ndarray):
+        raise TypeError(f"`grad_output` must be a cupy.ndarray; got {type(grad_output)}")
+    T = np.dtype(V.compute_dtype(x.dtype))
+    with x.device:
+        host = _host_rois(rois, s.N)
+        if min(s.out_shape) == 0 or s.H == 0 or s.W == 0 or s.N == 0:
+            return cupy.zeros(x.shape, x.dtype)
+        _check_grid(plan, host, T)
+        xc = _as_T(x, T)
+        rc = _as_T(rois, T)
+        gc = _as_T(grad_output, T)
+        ct, cl = S.ctype(T), plan.channels_last
+        dims = _dims(s)
+        scale = T.type(plan.spatial_scale)
+        n_out = s.K * s.C * s.PH * s.PW
+        n_in = s.N * s.C * s.H * s.W
+        pool = plan.op == "pool"
+        extra = (np.int32(plan.bins),) if pool else _sampled_flags(plan)
+        if deterministic:
+            order, starts = _csr(rc, s, ct, cl)
+            grad_in = cupy.empty(xc.shape, T)  # the gather writes every element
+            if pool or plan.max_mode:
+                winner = cupy.empty(s.out_shape, cupy.int64)
+                _launch("rc_pool_arg" if pool else "rc_sampled_arg", ct, cl, n_out,
+                        (xc, rc, winner, *dims, scale, *extra))
+            else:
+                winner = cupy.empty((1,), cupy.int64)  # not read in avg mode
+            _launch("rc_pool_bwd_gather" if pool else "rc_sampled_bwd_gather", ct, cl, n_in,
+                    (gc, winner, rc, order, starts, grad_in, *dims, scale, *extra))
+        else:
+            grad_in = cupy.zeros(xc.shape, T)
+            _launch("rc_pool_bwd_atomic" if pool else "rc_sampled_bwd_atomic", ct, cl, n_out,
+                    (gc, xc, rc, grad_in, *dims, scale, *extra))
+        return grad_in if grad_in.dtype == x.dtype else grad_in.astype(x.dtype)

@@ -1,0 +1,710 @@
+/* roicore CUDA kernels: RoI Pool and the sampled ops (RoI Align, RoI Warp,
+ * MNC RoI Warp), forward and backward, NCHW and NHWC.
+ *
+ * Compiled at run time by NVRTC through cupy.RawModule (roicore/_gpu.py).
+ * The line including roi_common.h below is REPLACED by the header's text
+ * before compilation (roicore/_cuda_source.py), so the per-axis maths is
+ * the CPU backend's, character for character, and CuPy's binary cache key
+ * (source text + options) covers the header.  No other #include: NVRTC has
+ * no libc headers.
+ *
+ * Exactness: compiled with --fmad=false (no a*b+c contraction; the CPU
+ * build uses -ffp-contract=off) and the same operation order per output
+ * element as roi_cpu.h, so float32/float64 results are meant to be
+ * bit-identical to the CPU backend (forward and deterministic backward).
+ *
+ * Every kernel is a grid-stride loop with 64-bit indices.  Every kernel
+ * bounds-checks the batch index (out of range / NaN -> output 0, no
+ * gradient) and refuses a sampling grid above RC_GRID_LIMIT (output 0, no
+ * gradient; the Python side raises before launching when its RoI check is
+ * on), so no input can read or write out of bounds or run for hours.
+ *
+ * Kernels (T = float | double, CL = channels_last):
+ *   rc_roi_count<T>, rc_roi_csr<T>  RoIs grouped by image (CSR) for the
+ *                              deterministic backward
+ *   rc_pool_fwd<T, CL>         RoI Pool forward, one thread per output
+ *   rc_pool_arg<T, CL>         winner (y*W + x, -1 none) per output
+ *   rc_pool_bwd_atomic<T, CL>  backward, atomicAdd scatter (fast)
+ *   rc_pool_bwd_gather<T, CL>  backward, one thread per input element, no
+ *                              atomics (deterministic; same summation order
+ *                              as the CPU backend)
+ *   rc_sampled_fwd / rc_sampled_arg / rc_sampled_bwd_atomic /
+ *   rc_sampled_bwd_gather<T, CL>  the same for the sampled ops
+ */
+#include "roicore/roi_common.h"
+
+namespace roicore {
+
+/* Lowest finite value (std::numeric_limits<T>::lowest() without <limits>). */
+template <typename T>
+struct rc_limits;
+template <>
+struct rc_limits<float> {
+  static __device__ __forceinline__ float lowest() {
+    return __int_as_float(0xff7fffff);
+  }
+};
+template <>
+struct rc_limits<double> {
+  static __device__ __forceinline__ double lowest() {
+    return __longlong_as_double(0xffefffffffffffffULL);
+  }
+};
+
+__device__ __forceinline__ void rc_atomic_add(float* p, float v) {
+  atomicAdd(p, v);
+}
+__device__ __forceinline__ void rc_atomic_add(double* p, double v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 600
+  unsigned long long* a = reinterpret_cast<unsigned long long*>(p);
+  unsigned long long old = *a, assumed;
+  do {
+    assumed = old;
+    old = atomicCAS(a, assumed,
+                    __double_as_longlong(v + __longlong_as_double(assumed)));
+  } while (assumed != old);
+#else
+  atomicAdd(p, v);
+#endif
+}
+
+/* Element strides of the input: offset(n, c, y, x) = n*sn + c*sc + y*sy + x*sx. */
+template <bool CL>
+struct RcStrides {
+  rc_index sn, sc, sy, sx;
+  __device__ __forceinline__ RcStrides(rc_index C, rc_index H, rc_index W) {
+    sn = C * H * W;
+    if (CL) {
+      sc = 1; sy = W * C; sx = C;
+    } else {
+      sc = H * W; sy = W; sx = 1;
+    }
+  }
+};
+
+/* Output element o -> (k, c, ph, pw) and back (C-contiguous output). */
+template <bool CL>
+__device__ __forceinline__ void rc_out_coords(rc_index o, rc_index C,
+                                              rc_index PH, rc_index PW,
+                                              rc_index* k, rc_index* c,
+                                              rc_index* ph, rc_index* pw) {
+  if (CL) {
+    *c = o % C; o /= C;
+    *pw = o % PW; o /= PW;
+    *ph = o % PH; *k = o / PH;
+  } else {
+    *pw = o % PW; o /= PW;
+    *ph = o % PH; o /= PH;
+    *c = o % C; *k = o / C;
+  }
+}
+
+template <bool CL>
+__device__ __forceinline__ rc_index rc_out_index(rc_index k, rc_index c,
+                                                 rc_index ph, rc_index pw,
+                                                 rc_index C, rc_index PH,
+                                                 rc_index PW) {
+  return CL ? ((k * PH + ph) * PW + pw) * C + c
+            : ((k * C + c) * PH + ph) * PW + pw;
+}
+
+/* Input element i -> (n, c, y, x) (C-contiguous input). */
+template <bool CL>
+__device__ __forceinline__ void rc_in_coords(rc_index i, rc_index C,
+                                             rc_index H, rc_index W,
+                                             rc_index* n, rc_index* c,
+                                             rc_index* y, rc_index* x) {
+  if (CL) {
+    *c = i % C; i /= C;
+    *x = i % W; i /= W;
+    *y = i % H; *n = i / H;
+  } else {
+    *x = i % W; i /= W;
+    *y = i % H; i /= H;
+    *c = i % C; *n = i / C;
+  }
+}
+
+/* Batch index of a RoI, -1 when out of [0, N) or NaN (roi_cpu.h rc_batch). */
+template <typename T>
+__device__ __forceinline__ rc_index rc_batch_of(const T* roi, rc_index N) {
+  T b = roi[0];
+  if (!(b >= (T)0 && b < static_cast<T>(N))) return -1;
+  return static_cast<rc_index>(b);
+}
+
+#define RC_GRID_STRIDE(i, total)                                        \
+  for (rc_index i = static_cast<rc_index>(blockIdx.x) * blockDim.x +    \
+                    threadIdx.x;                                        \
+       i < (total);                                                     \
+       i += static_cast<rc_index>(blockDim.x) * gridDim.x)
+
+/* ------------------------------------------------------------------ */
+/* RoI Pool helpers                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Rounded, scaled RoI corners (roi_cpu.h pool_tabs). */
+template <typename T>
+struct RcPoolRoi {
+  rc_index xs, ys, xe, ye;
+  __device__ __forceinline__ RcPoolRoi(const T* roi, T scale) {
+    xs = static_cast<rc_index>(rc_round(roi[1] * scale));
+    ys = static_cast<rc_index>(rc_round(roi[2] * scale));
+    xe = static_cast<rc_index>(rc_round(roi[3] * scale));
+    ye = static_cast<rc_index>(rc_round(roi[4] * scale));
+  }
+};
+
+/* Max of one bin (roi_cpu.h pool_bin): running max from the lowest finite
+ * value, strict '>' (first maximum in row-major order wins, NaN never
+ * wins), empty bin -> 0 with no winner. */
+template <typename T>
+__device__ __forceinline__ T rc_pool_max(const T* plane, rc_index sy,
+                                         rc_index sx, rc_index W, rc_index hs,
+                                         rc_index he, rc_index ws, rc_index we,
+                                         rc_index* arg) {
+  *arg = -1;
+  if (he <= hs || we <= ws) return (T)0;
+  T best = rc_limits<T>::lowest();
+  for (rc_index h = hs; h < he; ++h)
+    for (rc_index w = ws; w < we; ++w) {
+      const T v = plane[h * sy + w * sx];
+      if (v > best) {
+        best = v;
+        *arg = h * W + w;
+      }
+    }
+  return best;
+}
+
+/* Value and winner of output (k, c, ph, pw); n < 0 -> 0, no winner. */
+template <typename T, bool CL>
+__device__ __forceinline__ T rc_pool_out(const T* x, const T* rois,
+                                         rc_index N, rc_index C, rc_index H,
+                                         rc_index W, rc_index PH, rc_index PW,
+                                         T scale, int bins, rc_index k,
+                                         rc_index c, rc_index ph, rc_index pw,
+                                         rc_index* n_out, rc_index* arg) {
+  const T* roi = rois + 5 * k;
+  const rc_index n = rc_batch_of(roi, N);
+  *n_out = n;
+  *arg = -1;
+  if (n < 0) return (T)0;
+  const RcPoolRoi<T> r(roi, scale);
+  rc_index hlo, hhi, wlo, whi;
+  rc_pool_bin<T>(bins, r.ys, r.ye, ph, PH, H, &hlo, &hhi);
+  rc_pool_bin<T>(bins, r.xs, r.xe, pw, PW, W, &wlo, &whi);
+  const RcStrides<CL> st(C, H, W);
+  return rc_pool_max(x + n * st.sn + c * st.sc, st.sy, st.sx, W, hlo, hhi,
+                     wlo, whi, arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sampled-op helpers                                                   */
+/* ------------------------------------------------------------------ */
+
+struct RcSampledParams {
+  int kind;
+  bool aligned;
+  bool max_mode;
+  int sampling_ratio;
+};
+
+/* Per-axis geometry of one RoI (roi_cpu.h sampled_geometry). */
+template <typename T>
+struct RcSampledRoi {
+  T ys, bh, xs, bw;
+  rc_index gh, gw;
+  __device__ __forceinline__ RcSampledRoi(const RcSampledParams& sp,
+                                          const T* roi, T scale, rc_index PH,
+                                          rc_index PW) {
+    rc_sample_axis<T>(sp.kind, roi[2], roi[4], scale, sp.aligned, PH,
+                      sp.sampling_ratio, &ys, &bh, &gh);
+    rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, PW,
+                      sp.sampling_ratio, &xs, &bw, &gw);
+  }
+  /* Only reachable when the Python-side check was skipped. */
+  __device__ __forceinline__ bool too_large() const {
+    return gh > RC_GRID_LIMIT || gw > RC_GRID_LIMIT;
+  }
+};
+
+/* One bilinear sample along one axis (roi_cpu.h sample_tab_fill, one entry;
+ * lo/hi are cell indices, not yet multiplied by the stride). */
+template <typename T>
+struct RcSample {
+  rc_index lo, hi;
+  T wl, wh;
+  bool ok;
+  __device__ __forceinline__ RcSample(int kind, T start, T bin, rc_index p,
+                                      rc_index i, rc_index grid,
+                                      rc_index size) {
+    const T v = rc_sample_coord<T>(kind, start, bin, p, i, grid);
+    lo = 0; hi = 0; wl = 0; wh = 0;
+    ok = rc_bilinear_axis<T>(kind, v, size, &lo, &hi, &wl, &wh);
+  }
+  __device__ __forceinline__ bool touches(rc_index v) const {
+    return ok && (lo == v || hi == v);
+  }
+};
+
+/* roi_cpu.h bilinear_at. */
+template <typename T>
+__device__ __forceinline__ T rc_bilinear(const T* p, rc_index sy, rc_index sx,
+                                         const RcSample<T>& a,
+                                         const RcSample<T>& b) {
+  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
+  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+  return w1 * p[a.lo * sy + b.lo * sx] + w2 * p[a.lo * sy + b.hi * sx] +
+         w3 * p[a.hi * sy + b.lo * sx] + w4 * p[a.hi * sy + b.hi * sx];
+}
+
+/* Forward of one bin (roi_cpu.h sampled_bin); *win = winning sample
+ * (local iy * gw + ix) in max mode, -1 if none. */
+template <typename T>
+__device__ T rc_sampled_bin(const T* plane, rc_index sy, rc_index sx,
+                            const RcSampledParams& sp,
+                            const RcSampledRoi<T>& g, rc_index H, rc_index W,
+                            rc_index ph, rc_index pw, rc_index* win) {
+  const rc_index gh = g.gh, gw = g.gw;
+  *win = -1;
+  if (!sp.max_mode) {
+    T acc = 0;
+    for (rc_index iy = 0; iy < gh; ++iy) {
+      const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, gh, H);
+      if (!a.ok) continue;
+      for (rc_index ix = 0; ix < gw; ++ix) {
+        const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, gw, W);
+        if (!b.ok) continue;
+        acc += rc_bilinear(plane, sy, sx, a, b);
+      }
+    }
+    const rc_index cnt = gh * gw;
+    return acc / static_cast<T>(cnt > 1 ? cnt : 1);
+  }
+  /* mmcv max: an out-of-range sample is the value 0 and takes part. */
+  if (gh * gw == 0) return (T)0;
+  T best = rc_limits<T>::lowest();
+  rc_index by = -1, bx = -1;
+  for (rc_index iy = 0; iy < gh; ++iy) {
+    const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, gh, H);
+    for (rc_index ix = 0; ix < gw; ++ix) {
+      const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, gw, W);
+      const bool ok = a.ok && b.ok;
+      const T v = ok ? rc_bilinear(plane, sy, sx, a, b) : (T)0;
+      if (v > best) {
+        best = v;
+        if (ok) {
+          by = iy;
+          bx = ix;
+        } else {
+          by = -2; /* an out-of-range sample leads: no gradient */
+        }
+      }
+    }
+  }
+  if (by >= 0) *win = by * gw + bx;
+  return best;
+}
+
+/* Conservative test: may a sample of bins [p0, p1) of this axis have a
+ * corner on cell v?  False only when no sample can (so skipping is exact);
+ * true means "check the samples one by one".  The exact sample coordinates
+ * of bins [p0, p1) lie between start + p0*bin and start + p1*bin; the
+ * computed ones differ from them by a few ulps of |start| + P*|bin|, far
+ * below the margin.  NaN never rejects.  A sample with a corner on v has a
+ * clamped coordinate max(s, 0) in [v-1, v+1), or >= v-1 when v is the last
+ * cell. */
+template <typename T>
+__device__ __forceinline__ bool rc_may_touch(T start, T bin, rc_index p0,
+                                             rc_index p1, rc_index P,
+                                             rc_index v, rc_index size) {
+  T a = start + static_cast<T>(p0) * bin;
+  T b = start + static_cast<T>(p1) * bin;
+  if (a > b) {
+    const T t = a; a = b; b = t;
+  }
+  const T abs_s = start < (T)0 ? -start : start;
+  const T abs_b = bin < (T)0 ? -bin : bin;
+  const T m = (T)1e-3 * ((T)1 + abs_s + static_cast<T>(P + 1) * abs_b);
+  a = a - m;
+  b = b + m;
+  if (v >= 2 && b < static_cast<T>(v - 1)) return false;
+  if (v != size - 1 && a >= static_cast<T>(v + 1)) return false;
+  return true;
+}
+
+}  // namespace roicore
+
+using namespace roicore;
+
+/* ==================================================================== */
+/* Kernels                                                               */
+/* ==================================================================== */
+
+/* Deterministic backward: the RoIs of each image in increasing index order
+ * (the CPU backend's stable argsort), as CSR (starts, order), built without
+ * sorting, float atomics or a host round trip.  rc_roi_count: RoIs per
+ * image (integer atomics: exact, order-independent). */
+template <typename T>
+__global__ void rc_roi_count(const T* __restrict__ rois, const rc_index K,
+                             const rc_index N,
+                             unsigned long long* __restrict__ count) {
+  RC_GRID_STRIDE(k, K) {
+    const rc_index b = rc_batch_of(rois + 5 * k, N);
+    if (b >= 0) atomicAdd(count + b, 1ULL);
+  }
+}
+
+/* One block of exactly RC_CSR_THREADS threads per image n (grid-stride over
+ * images): starts[n] = count[0] + ... + count[n-1] (starts[N] by the block
+ * of image N-1), then the indices of the image's RoIs, in increasing order,
+ * at order[starts[n]...] (a block-wide prefix sum per chunk of RoIs). */
+#define RC_CSR_THREADS 256
+template <typename T>
+__global__ void rc_roi_csr(const T* __restrict__ rois, const rc_index K,
+                           const rc_index N,
+                           const rc_index* __restrict__ count,
+                           rc_index* __restrict__ starts,
+                           rc_index* __restrict__ order) {
+  __shared__ rc_index buf[RC_CSR_THREADS];
+  __shared__ rc_index base;
+  const int t = static_cast<int>(threadIdx.x);
+  const int nt = static_cast<int>(blockDim.x);  /* RC_CSR_THREADS */
+  for (rc_index n = blockIdx.x; n < N; n += gridDim.x) {
+    rc_index part = 0;
+    for (rc_index m = t; m < n; m += nt) part += count[m];
+    buf[t] = part;
+    __syncthreads();
+    for (int off = nt / 2; off > 0; off >>= 1) {
+      if (t < off) buf[t] += buf[t + off];
+      __syncthreads();
+    }
+    if (t == 0) {
+      base = buf[0];
+      starts[n] = buf[0];
+      if (n == N - 1) starts[N] = buf[0] + count[n];
+    }
+    __syncthreads();
+    for (rc_index k0 = 0; k0 < K; k0 += nt) {
+      const rc_index k = k0 + t;
+      const rc_index flag =
+          (k < K && rc_batch_of(rois + 5 * k, N) == n) ? 1 : 0;
+      buf[t] = flag;
+      __syncthreads();
+      for (int off = 1; off < nt; off <<= 1) { /* inclusive scan */
+        const rc_index v = t >= off ? buf[t - off] : 0;
+        __syncthreads();
+        buf[t] += v;
+        __syncthreads();
+      }
+      if (flag) order[base + buf[t] - 1] = k;
+      __syncthreads();
+      if (t == nt - 1) base += buf[t];
+      __syncthreads();
+    }
+  }
+}
+
+/* ------------------------------------------------------------ pool -- */
+template <typename T, bool CL>
+__global__ void rc_pool_fwd(const T* __restrict__ x, const T* __restrict__ rois,
+                            T* __restrict__ out, const rc_index N,
+                            const rc_index C, const rc_index H,
+                            const rc_index W, const rc_index K,
+                            const rc_index PH, const rc_index PW,
+                            const T scale, const int bins) {
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw, n, arg;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    out[o] = rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k,
+                                c, ph, pw, &n, &arg);
+  }
+}
+
+template <typename T, bool CL>
+__global__ void rc_pool_arg(const T* __restrict__ x, const T* __restrict__ rois,
+                            rc_index* __restrict__ argmax, const rc_index N,
+                            const rc_index C, const rc_index H,
+                            const rc_index W, const rc_index K,
+                            const rc_index PH, const rc_index PW,
+                            const T scale, const int bins) {
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw, n, arg;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
+                       &n, &arg);
+    argmax[o] = arg;
+  }
+}
+
+template <typename T, bool CL>
+__global__ void rc_pool_bwd_atomic(const T* __restrict__ grad_out,
+                                   const T* __restrict__ x,
+                                   const T* __restrict__ rois,
+                                   T* __restrict__ grad_in, const rc_index N,
+                                   const rc_index C, const rc_index H,
+                                   const rc_index W, const rc_index K,
+                                   const rc_index PH, const rc_index PW,
+                                   const T scale, const int bins) {
+  const RcStrides<CL> st(C, H, W);
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw, n, arg;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
+                       &n, &arg);
+    if (arg < 0) continue;
+    rc_atomic_add(grad_in + n * st.sn + c * st.sc + (arg / W) * st.sy +
+                      (arg % W) * st.sx,
+                  grad_out[o]);
+  }
+}
+
+/* One thread per input element; RoIs of its image in CSR order (order /
+ * batch_start), then (ph, pw): the CPU backend's summation order. */
+template <typename T, bool CL>
+__global__ void rc_pool_bwd_gather(const T* __restrict__ grad_out,
+                                   const rc_index* __restrict__ argmax,
+                                   const T* __restrict__ rois,
+                                   const rc_index* __restrict__ order,
+                                   const rc_index* __restrict__ batch_start,
+                                   T* __restrict__ grad_in, const rc_index N,
+                                   const rc_index C, const rc_index H,
+                                   const rc_index W, const rc_index K,
+                                   const rc_index PH, const rc_index PW,
+                                   const T scale, const int bins) {
+  RC_GRID_STRIDE(i, N * C * H * W) {
+    rc_index n, c, y, x;
+    rc_in_coords<CL>(i, C, H, W, &n, &c, &y, &x);
+    const rc_index me = y * W + x;
+    T acc = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      const rc_index k = order[r];
+      if (k < 0 || k >= K) continue;
+      const T* roi = rois + 5 * k;
+      if (rc_batch_of(roi, N) != n) continue;
+      const RcPoolRoi<T> q(roi, scale);
+      /* bin bounds are monotone in the bin index: the union of the bins is
+       * [lo(0), hi(P-1)) */
+      rc_index lo0, hi0, loL, hiL;
+      rc_pool_bin<T>(bins, q.ys, q.ye, 0, PH, H, &lo0, &hi0);
+      rc_pool_bin<T>(bins, q.ys, q.ye, PH - 1, PH, H, &loL, &hiL);
+      if (y < lo0 || y >= hiL) continue;
+      rc_pool_bin<T>(bins, q.xs, q.xe, 0, PW, W, &lo0, &hi0);
+      rc_pool_bin<T>(bins, q.xs, q.xe, PW - 1, PW, W, &loL, &hiL);
+      if (x < lo0 || x >= hiL) continue;
+      for (rc_index ph = 0; ph < PH; ++ph) {
+        rc_index hlo, hhi;
+        rc_pool_bin<T>(bins, q.ys, q.ye, ph, PH, H, &hlo, &hhi);
+        if (y < hlo || y >= hhi) continue;
+        for (rc_index pw = 0; pw < PW; ++pw) {
+          rc_index wlo, whi;
+          rc_pool_bin<T>(bins, q.xs, q.xe, pw, PW, W, &wlo, &whi);
+          if (x < wlo || x >= whi) continue;
+          const rc_index o = rc_out_index<CL>(k, c, ph, pw, C, PH, PW);
+          if (argmax[o] == me) acc += grad_out[o];
+        }
+      }
+    }
+    grad_in[i] = acc;
+  }
+}
+
+/* --------------------------------------------------------- sampled -- */
+template <typename T, bool CL>
+__global__ void rc_sampled_fwd(const T* __restrict__ x,
+                               const T* __restrict__ rois, T* __restrict__ out,
+                               const rc_index N, const rc_index C,
+                               const rc_index H, const rc_index W,
+                               const rc_index K, const rc_index PH,
+                               const rc_index PW, const T scale,
+                               const int kind, const int aligned,
+                               const int max_mode, const int sampling_ratio) {
+  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+                              sampling_ratio};
+  const RcStrides<CL> st(C, H, W);
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    const T* roi = rois + 5 * k;
+    const rc_index n = rc_batch_of(roi, N);
+    if (n < 0) {
+      out[o] = (T)0;
+      continue;
+    }
+    const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
+    if (g.too_large()) {
+      out[o] = (T)0;
+      continue;
+    }
+    rc_index win;
+    out[o] = rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g,
+                               H, W, ph, pw, &win);
+  }
+}
+
+/* Winner of every output in max mode (local sample iy * gw + ix, -1 none). */
+template <typename T, bool CL>
+__global__ void rc_sampled_arg(const T* __restrict__ x,
+                               const T* __restrict__ rois,
+                               rc_index* __restrict__ winner,
+                               const rc_index N, const rc_index C,
+                               const rc_index H, const rc_index W,
+                               const rc_index K, const rc_index PH,
+                               const rc_index PW, const T scale,
+                               const int kind, const int aligned,
+                               const int max_mode, const int sampling_ratio) {
+  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+                              sampling_ratio};
+  const RcStrides<CL> st(C, H, W);
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    const T* roi = rois + 5 * k;
+    const rc_index n = rc_batch_of(roi, N);
+    rc_index win = -1;
+    if (n >= 0) {
+      const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
+      if (!g.too_large())
+        rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H,
+                          W, ph, pw, &win);
+    }
+    winner[o] = win;
+  }
+}
+
+/* Scatter gv * w / div to the four corners of sample (a, b), atomically. */
+template <typename T>
+__device__ __forceinline__ void rc_scatter_atomic(T* p, rc_index sy,
+                                                  rc_index sx,
+                                                  const RcSample<T>& a,
+                                                  const RcSample<T>& b, T gv,
+                                                  T div) {
+  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
+  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+  rc_atomic_add(p + a.lo * sy + b.lo * sx, gv * w1 / div);
+  rc_atomic_add(p + a.lo * sy + b.hi * sx, gv * w2 / div);
+  rc_atomic_add(p + a.hi * sy + b.lo * sx, gv * w3 / div);
+  rc_atomic_add(p + a.hi * sy + b.hi * sx, gv * w4 / div);
+}
+
+template <typename T, bool CL>
+__global__ void rc_sampled_bwd_atomic(
+    const T* __restrict__ grad_out, const T* __restrict__ x,
+    const T* __restrict__ rois, T* __restrict__ grad_in, const rc_index N,
+    const rc_index C, const rc_index H, const rc_index W, const rc_index K,
+    const rc_index PH, const rc_index PW, const T scale, const int kind,
+    const int aligned, const int max_mode, const int sampling_ratio) {
+  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+                              sampling_ratio};
+  const RcStrides<CL> st(C, H, W);
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    const T* roi = rois + 5 * k;
+    const rc_index n = rc_batch_of(roi, N);
+    if (n < 0) continue;
+    const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
+    if (g.too_large()) continue;
+    const T gv = grad_out[o];
+    T* gp = grad_in + n * st.sn + c * st.sc;
+    if (sp.max_mode) {
+      rc_index win;
+      rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H, W,
+                        ph, pw, &win);
+      if (win < 0) continue;
+      const RcSample<T> a(sp.kind, g.ys, g.bh, ph, win / g.gw, g.gh, H);
+      const RcSample<T> b(sp.kind, g.xs, g.bw, pw, win % g.gw, g.gw, W);
+      rc_scatter_atomic(gp, st.sy, st.sx, a, b, gv, (T)1);
+      continue;
+    }
+    const rc_index cnt = g.gh * g.gw;
+    const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+    for (rc_index iy = 0; iy < g.gh; ++iy) {
+      const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, g.gh, H);
+      if (!a.ok) continue;
+      for (rc_index ix = 0; ix < g.gw; ++ix) {
+        const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, g.gw, W);
+        if (!b.ok) continue;
+        rc_scatter_atomic(gp, st.sy, st.sx, a, b, gv, div);
+      }
+    }
+  }
+}
+
+/* Add the corners of sample (a, b) that fall on cell (y, x), in the CPU
+ * backend's corner order (bilinear_scatter). */
+template <typename T>
+__device__ __forceinline__ void rc_gather_corners(T* acc, rc_index y,
+                                                  rc_index x,
+                                                  const RcSample<T>& a,
+                                                  const RcSample<T>& b, T gv,
+                                                  T div) {
+  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
+  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+  if (a.lo == y && b.lo == x) *acc += gv * w1 / div;
+  if (a.lo == y && b.hi == x) *acc += gv * w2 / div;
+  if (a.hi == y && b.lo == x) *acc += gv * w3 / div;
+  if (a.hi == y && b.hi == x) *acc += gv * w4 / div;
+}
+
+/* One thread per input element; RoIs of its image in CSR order, then
+ * (ph, pw, iy, ix, corner): the CPU backend's summation order.  `winner`
+ * (from rc_sampled_arg) is read in max mode only. */
+template <typename T, bool CL>
+__global__ void rc_sampled_bwd_gather(
+    const T* __restrict__ grad_out, const rc_index* __restrict__ winner,
+    const T* __restrict__ rois, const rc_index* __restrict__ order,
+    const rc_index* __restrict__ batch_start, T* __restrict__ grad_in,
+    const rc_index N, const rc_index C, const rc_index H, const rc_index W,
+    const rc_index K, const rc_index PH, const rc_index PW, const T scale,
+    const int kind, const int aligned, const int max_mode,
+    const int sampling_ratio) {
+  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+                              sampling_ratio};
+  RC_GRID_STRIDE(i, N * C * H * W) {
+    rc_index n, c, y, x;
+    rc_in_coords<CL>(i, C, H, W, &n, &c, &y, &x);
+    T acc = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      const rc_index k = order[r];
+      if (k < 0 || k >= K) continue;
+      const T* roi = rois + 5 * k;
+      if (rc_batch_of(roi, N) != n) continue;
+      const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
+      if (g.too_large()) continue;
+      if (!rc_may_touch<T>(g.ys, g.bh, 0, PH, PH, y, H)) continue;
+      if (!rc_may_touch<T>(g.xs, g.bw, 0, PW, PW, x, W)) continue;
+      const rc_index cnt = g.gh * g.gw;
+      const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+      for (rc_index ph = 0; ph < PH; ++ph) {
+        if (!rc_may_touch<T>(g.ys, g.bh, ph, ph + 1, PH, y, H)) continue;
+        for (rc_index pw = 0; pw < PW; ++pw) {
+          if (!rc_may_touch<T>(g.xs, g.bw, pw, pw + 1, PW, x, W)) continue;
+          const rc_index o = rc_out_index<CL>(k, c, ph, pw, C, PH, PW);
+          const T gv = grad_out[o];
+          if (sp.max_mode) {
+            const rc_index win = winner[o];
+            if (win < 0) continue;
+            const RcSample<T> a(sp.kind, g.ys, g.bh, ph, win / g.gw, g.gh, H);
+            if (!a.touches(y)) continue;
+            const RcSample<T> b(sp.kind, g.xs, g.bw, pw, win % g.gw, g.gw, W);
+            if (!b.touches(x)) continue;
+            rc_gather_corners(&acc, y, x, a, b, gv, (T)1);
+            continue;
+          }
+          for (rc_index iy = 0; iy < g.gh; ++iy) {
+            const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, g.gh, H);
+            if (!a.touches(y)) continue;
+            for (rc_index ix = 0; ix < g.gw; ++ix) {
+              const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, g.gw, W);
+              if (!b.touches(x)) continue;
+              rc_gather_corners(&acc, y, x, a, b, gv, div);
+            }
+          }
+        }
+      }
+    }
+    grad_in[i] = acc;
+  }
+}

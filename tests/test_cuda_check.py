@@ -1,0 +1,214 @@
+"""The GPU backend's parts that need no GPU.
+
+``python -m roicore cuda-check`` compiles every kernel instantiation with
+nvcc or NVRTC (skipped when neither exists); the source assembly, the RoI
+check switch and the host-side sampling-grid check are tested directly.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import roicore
+from roicore import _api as A
+from roicore import _cuda_check as CC
+from roicore import _cuda_source as S
+from roicore import _gpu_config as GC
+from roicore.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# 8 kernels templated on <T, channels_last> x {float, double} x {NCHW, NHWC}
+# (pool / sampled: forward, winner, atomic backward, gather backward)
+# + 2 templated on <T> (the deterministic backward's CSR: count, csr)
+EXPECTED_INSTANTIATIONS = 8 * 2 * 2 + 2 * 2
+
+HAVE_COMPILER = CC.find_nvrtc() is not None or CC.find_nvcc() is not None
+needs_compiler = pytest.mark.skipif(not HAVE_COMPILER, reason="no CUDA compiler (nvcc or NVRTC)")
+
+
+def _compiled_counts(text):
+    return [(int(a), int(b)) for a, b in
+            re.findall(r"compiled (\d+)/(\d+) kernel instantiations", text)]
+
+
+# --------------------------------------------------------------------------- cuda-check
+
+
+@needs_compiler
+def test_cuda_check_compiles_every_instantiation(capsys):
+    assert main(["cuda-check"]) == 0
+    out = capsys.readouterr().out
+    counts = _compiled_counts(out)
+    assert counts == [(EXPECTED_INSTANTIATIONS, EXPECTED_INSTANTIATIONS)], out
+
+
+@needs_compiler
+def test_cuda_check_fails_on_a_compile_error(capsys, monkeypatch):
+    good = S.source()
+    monkeypatch.setattr(S, "source", lambda: good + "\n#error roicore cuda-check self-test\n")
+    assert main(["cuda-check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "self-test" in out
+    assert _compiled_counts(out) == [(0, EXPECTED_INSTANTIATIONS)]
+
+
+def test_cuda_check_skips_without_a_compiler(capsys, monkeypatch):
+    monkeypatch.setattr(CC, "find_nvrtc", lambda explicit=None: None)
+    monkeypatch.setattr(CC, "find_nvcc", lambda explicit=None: None)
+    assert main(["cuda-check"]) == 0
+    assert "SKIPPED" in capsys.readouterr().out
+
+
+def test_cuda_check_rejects_a_bad_arch(capsys):
+    assert main(["cuda-check", "--arch", "80; rm"]) == 2
+    assert "--arch" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- source
+
+
+def test_name_expressions():
+    names = S.name_expressions()
+    assert len(names) == len(set(names)) == EXPECTED_INSTANTIATIONS
+    prefixes = {S.mangled_prefix(n) for n in names}
+    assert len(prefixes) == len(names)
+    assert S.mangled_prefix("rc_pool_fwd<float, true>") == "_Z11rc_pool_fwdIfLb1EEv"
+    assert S.mangled_prefix("rc_roi_csr<double>") == "_Z10rc_roi_csrIdEv"
+
+
+def test_source_has_the_header_pasted_in():
+    src = S.source()
+    header = (ROOT / "src" / "include" / "roicore" / "roi_common.h").read_text()
+    assert header in src
+    assert not [ln for ln in src.splitlines() if ln.lstrip().startswith("#include")]
+    for kernel in (*S.LAYOUT_KERNELS, *S.DTYPE_KERNELS):
+        assert f" {kernel}(" in src, kernel
+    assert f"-DROICORE_SRC_HASH=0x{S.source_hash(src)}" in S.options(src)
+    assert "--fmad=false" in S.options(src)
+
+
+def test_an_edited_header_changes_the_compile_options(tmp_path):
+    for rel in (S.KERNELS_CU, S.COMMON_H):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text((ROOT / "src" / rel).read_text())
+    a = S._source_at(str(tmp_path))
+    assert a == S.source()
+    hdr = tmp_path / S.COMMON_H
+    hdr.write_text(hdr.read_text() + "\n/* edited */\n")
+    S._source_at.cache_clear()
+    b = S._source_at(str(tmp_path))
+    assert b != a and S.options(b) != S.options(a)
+
+
+def test_sources_are_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"]["roicore._csrc"] == "src"
+    data = cfg["package-data"]
+    assert "*.cu" in data["roicore._csrc.cuda"]
+    assert "roi_common.h" in data["roicore._csrc.include.roicore"]
+    assert S.source_root() in [r.resolve() for r in S.source_roots()]
+
+
+def test_import_roicore_does_not_import_cupy():
+    code = ("import sys, roicore, roicore._cuda_check, roicore._gpu_config; "
+            "assert 'cupy' not in sys.modules, 'cupy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- RoI check switch
+
+
+def test_gpu_checks_switch(monkeypatch):
+    gpu_checks = getattr(roicore, "gpu_checks", GC.gpu_checks)
+    monkeypatch.delenv(GC.ENV_SKIP, raising=False)
+    assert GC.checks_enabled()
+    with gpu_checks(False):
+        assert not GC.checks_enabled()
+        with gpu_checks(True):
+            assert GC.checks_enabled()
+        assert not GC.checks_enabled()
+    assert GC.checks_enabled()
+    monkeypatch.setenv(GC.ENV_SKIP, "1")
+    assert not GC.checks_enabled()
+    with gpu_checks(True):
+        assert GC.checks_enabled()
+    monkeypatch.setenv(GC.ENV_SKIP, "0")
+    assert GC.checks_enabled()
+    with pytest.raises(TypeError), gpu_checks("no"):
+        pass
+
+
+# --------------------------------------------------------------------------- grid check
+
+
+def test_c_round_is_c_round():
+    rng = np.random.default_rng(7)
+    vals = np.concatenate([rng.uniform(-20, 20, 500), np.arange(-10, 10, 0.5),
+                           [0.49999997, -0.49999997, 0.49999999999999994, 8388607.5, 2**52 + 1,
+                            1e30, -1e30, -0.0, 2.0**41]])
+    for T in (np.float32, np.float64):
+        v = vals.astype(T)
+        got = GC.c_round(v)
+        exp = []
+        for a in v.tolist():
+            r = float(decimal.Decimal(a).quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP,
+                                                  context=decimal.Context(prec=400)))
+            exp.append(min(max(r, -GC.COORD_LIMIT), GC.COORD_LIMIT))
+        np.testing.assert_array_equal(got, np.array(exp, T), err_msg=T.__name__)
+    nan = GC.c_round(np.array([np.nan, np.inf, -np.inf], np.float32))
+    assert np.isnan(nan[0]) and nan[1] == GC.COORD_LIMIT and nan[2] == -GC.COORD_LIMIT
+
+
+def test_grid_check_agrees_with_the_cpu_backend():
+    # RoIs whose adaptive grid lands right at the 65536 limit, in float32 and float64:
+    # the GPU backend's host check must refuse exactly what the CPU backend refuses
+    rng = np.random.default_rng(3)
+    refused = 0
+    for trial in range(600):
+        dtype = (np.float32, np.float64)[trial % 2]
+        op = ("align", "aligned", "warp")[trial % 3]
+        P = int(rng.integers(1, 4))
+        scale = float(rng.choice([1.0, 0.5, 1 / 16, 0.3, 1 / 3]))
+        y1 = float(rng.uniform(-100, 100))
+        step = float(rng.choice([-2, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 2, 0.25, -0.25]))
+        y2 = y1 + (65536 * P + step) / scale
+        if rng.random() < 0.3:
+            y1, y2 = np.round(y1), np.round(y2 * 2) / 2
+        rois = np.array([[0, 0, y1, 1, y2], [0, 0, 0, 2, 2]])
+        x = np.zeros((1, 1, 2, 2), dtype)
+        if op == "warp":
+            plan, _, r = A._warp_plan(x, rois, (P, 1), scale, 0, "avg", None, "NCHW", 1)
+            fwd, args = roicore.roi_warp, (x, rois, (P, 1), scale, 0)
+        else:
+            al = op == "aligned"
+            plan, _, r = A._align_plan(x, rois, (P, 1), scale, 0, al, "avg", "NCHW", 1)
+            fwd, args = roicore.roi_align, (x, rois, (P, 1), scale, 0, al)
+        try:
+            fwd(*args)
+            cpu = False
+        except ValueError as exc:
+            assert "65536" in str(exc)
+            cpu = True
+        T = np.float64 if dtype == np.float64 else np.float32
+        assert GC.grid_too_large(plan, np.asarray(r, T)) == cpu, (trial, op, dtype, P, y1, y2)
+        refused += cpu
+    assert 100 < refused < 500  # both outcomes were exercised
+
+
+def test_grid_check_ignores_fixed_grids_and_mnc():
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    rois = np.array([[0, 0, 0, 1, 1e6]])
+    plan, _, r = A._align_plan(x, rois, 1, 1.0, 2, False, "avg", "NCHW", 1)
+    assert not GC.grid_too_large(plan, np.asarray(r, np.float32))
+    plan, _, r = A._warp_plan(x, rois, 1, 1.0, 0, "avg", "mnc", "NCHW", 1)
+    assert not GC.grid_too_large(plan, np.asarray(r, np.float32))
+    plan, _, r = A._align_plan(x, rois, 1, 1.0, 0, False, "avg", "NCHW", 1)
+    assert GC.grid_too_large(plan, np.asarray(r, np.float32))
