@@ -234,3 +234,12 @@ def test_grid_search_over_boxes_grouped_by_image():
     assert grid.score(X_test, y_test) > 0.9  # predicts on the usual multi-box samples too
     scores = cross_val_score(_pipeline(), Xb, yb, groups=groups, cv=GroupKFold(n_splits=3))
     assert scores.min() > 0.85
+
+
+def test_docstring_examples():
+    import doctest
+
+    import roicore.sklearn
+
+    res = doctest.testmod(roicore.sklearn, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.failed == 0 and res.attempted > 0

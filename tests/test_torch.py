@@ -235,3 +235,12 @@ def test_tiny_detector_head_trains(pool):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_docstring_examples():
+    import doctest
+
+    import roicore.torch
+
+    res = doctest.testmod(roicore.torch, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.failed == 0 and res.attempted > 0
