@@ -8,7 +8,9 @@ check switch and the host-side sampling-grid check are tested directly.
 from __future__ import annotations
 
 import decimal
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +214,42 @@ def test_grid_check_ignores_fixed_grids_and_mnc():
     assert not GC.grid_too_large(plan, np.asarray(r, np.float32))
     plan, _, r = A._align_plan(x, rois, 1, 1.0, 0, False, "avg", "NCHW", 1)
     assert GC.grid_too_large(plan, np.asarray(r, np.float32))
+
+
+# --------------------------------------------------------------------------- host emulation
+
+EMULATION = ROOT / "tests" / "gpu_emulation"
+needs_gxx = pytest.mark.skipif(
+    sys.platform != "linux" or shutil.which(os.environ.get("CXX", "g++")) is None,
+    reason="host emulation of the CUDA kernels needs Linux and g++ (C++20)",
+)
+
+
+def _run_emulated(*pytest_args, threads=False):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(EMULATION), env.get("PYTHONPATH", "")])
+    env["ROICORE_EMULATE_THREADS"] = "1" if threads else "0"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "roicore_gpu_emulation",
+           "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu.py"), *pytest_args]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    m = re.search(r"(\d+) passed", out)
+    return int(m.group(1)) if m else 0, out
+
+
+@needs_gxx
+def test_gpu_tests_pass_on_the_host_emulation():
+    # tests/test_gpu.py, every case, with the CUDA kernels compiled for the host (no GPU):
+    # checks the kernels' arithmetic and indexing against the CPU backend (bit for bit) and
+    # the Python glue; not NVRTC, device math, real parallelism or CuPy itself
+    passed, out = _run_emulated()
+    assert passed > 700, out[-3000:]
+
+
+@needs_gxx
+def test_csr_block_scan_with_real_threads_on_the_host_emulation():
+    # rc_roi_csr is the one kernel whose threads cooperate (__syncthreads, __shared__):
+    # run its blocks as 256 real threads with a barrier
+    passed, out = _run_emulated("-k", "csr_groups", threads=True)
+    assert passed == 6, out[-3000:]

@@ -271,6 +271,27 @@ def test_deterministic_many_overlapping_rois(cfg):
     assert_close(h(BWD[op](gg, xg, rg, 3, **kw)), cpu, np.float32, "atomic vs CPU")
 
 
+@pytest.mark.parametrize(("n", "k"), [(1, 1), (2, 255), (2, 257), (3, 700), (7, 256), (40, 1000)])
+def test_csr_groups_rois_by_image_in_order(n, k):
+    # the deterministic backward's RoI order: the CPU backend's stable argsort by batch
+    # index, invalid indices left out (built on the device by rc_roi_count / rc_roi_csr)
+    from roicore import _gpu
+    from roicore._validation import Shapes
+
+    rng = case_rng("csr", n, k)
+    b = rng.integers(-1, n + 1, k).astype(np.float64)
+    b[rng.random(k) < 0.05] = np.nan
+    rois = np.zeros((k, 5), np.float32)
+    rois[:, 0] = b
+    order, starts = _gpu._csr(g(rois), Shapes(n, 1, 1, 1, k, 1, 1, "NCHW"), "float", False)
+    order, starts = h(order), h(starts)
+    valid = (b >= 0) & (b < n)
+    key = np.where(valid, np.nan_to_num(b), n).astype(np.int64)
+    exp = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(starts, np.searchsorted(key[exp], np.arange(n + 1)))
+    np.testing.assert_array_equal(order[: valid.sum()], exp[: valid.sum()])
+
+
 # --------------------------------------------------------------------------- RoI checks
 
 SOME = [
