@@ -14,6 +14,7 @@ from ._api import (
     roi_warp,
     roi_warp_backward,
 )
+from ._gpu_config import gpu_checks
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ def default_num_threads() -> int:
 __all__ = [
     "__version__",
     "default_num_threads",
+    "gpu_checks",
     "openmp_enabled",
     "roi_align",
     "roi_align_backward",

@@ -128,7 +128,7 @@ def check_sampling_ratio(sampling_ratio: Any) -> int:
     sr = _as_int(sampling_ratio, "sampling_ratio")
     if sr > 1 << 16:
         raise ValueError(f"`sampling_ratio` must be <= 65536; got {sr}")
-    return sr
+    return max(sr, 0)  # every value <= 0 means adaptive; keeps it in a C int
 
 
 def check_aligned(aligned: Any) -> bool:

@@ -45,6 +45,7 @@ RC_HD T rc_min(T a, T b) { return a < b ? a : b; }
 template <typename T>
 RC_HD T rc_round(T v) {
   T r = round(v);
+  if (!(r == r)) r = (T)0; /* NaN (only reachable with GPU checks off) */
   if (r > (T)RC_COORD_LIMIT) r = (T)RC_COORD_LIMIT;
   if (r < -(T)RC_COORD_LIMIT) r = -(T)RC_COORD_LIMIT;
   return r;
