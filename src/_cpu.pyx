@@ -40,6 +40,14 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                          T* grad_in, const Geom& g, T scale, int bins,
                          int nthreads) nogil
 
+    int rc_isa() nogil
+    int rc_set_isa(int isa) nogil
+    int rc_isa_supported() nogil
+    int rc_set_pack_policy(int policy) nogil
+
+#: Instruction sets of the CPU kernels, in the order of roi_cpu.h's RC_ISA_*.
+ISA_NAMES = ("reference", "baseline", "avx2", "avx512")
+
 
 def openmp_enabled():
     """Whether this build was compiled with OpenMP."""
@@ -49,6 +57,34 @@ def openmp_enabled():
 def max_threads():
     """OpenMP's default team size (honours OMP_NUM_THREADS, threadpoolctl)."""
     return rc_omp_get_max_threads()
+
+
+def cpu_isa():
+    """Instruction set the kernels use now: 'avx512', 'avx2', 'baseline' (any
+    x86-64 / other CPUs) or 'reference' (the scalar kernels)."""
+    return ISA_NAMES[rc_isa()]
+
+
+def cpu_isa_supported():
+    """Best instruction set this CPU runs."""
+    return ISA_NAMES[rc_isa_supported()]
+
+
+def set_cpu_isa(name):
+    """Use instruction set ``name`` (capped at what the CPU supports; 'auto':
+    the best).  Results never depend on it.  Returns the one in use."""
+    if name == "auto":
+        return ISA_NAMES[rc_set_isa(-1)]
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown instruction set {name!r}; choose from "
+                         f"{', '.join(ISA_NAMES)} or 'auto'")
+    return ISA_NAMES[rc_set_isa(ISA_NAMES.index(name))]
+
+
+def _set_pack_policy(int policy):
+    """Testing: 0 choose by cost, 1 always pack the input (the vectorised
+    kernels for every NCHW call), 2 never (NHWC in place, NCHW reference)."""
+    return rc_set_pack_policy(policy)
 
 
 cdef Geom _geom(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out,

@@ -27,6 +27,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef _WIN32
+#include <malloc.h>
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 
 using std::ceil;
 using std::floor;
@@ -248,8 +255,9 @@ inline T sampled_bin(const T* plane, const SampledParams& sp,
 /* Sampled ops: forward                                                 */
 /* ------------------------------------------------------------------ */
 template <typename T>
-int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
-                    T scale, SampledParams sp, int nthreads) {
+int sampled_forward_reference(const T* in, const T* rois, T* out,
+                              const Geom& g, T scale, SampledParams sp,
+                              int nthreads) {
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   const Strides<T> st(g);
@@ -350,10 +358,11 @@ int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
 /* Sampled ops: backward (gather by image, fixed order)                */
 /* ------------------------------------------------------------------ */
 template <typename T>
-int sampled_backward(const T* grad_out, const T* in, const T* rois,
-                     const rc_index* order, const rc_index* batch_start,
-                     T* grad_in, const Geom& g, T scale, SampledParams sp,
-                     int nthreads) {
+int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
+                               const rc_index* order,
+                               const rc_index* batch_start, T* grad_in,
+                               const Geom& g, T scale, SampledParams sp,
+                               int nthreads) {
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   const Strides<T> st(g);
@@ -464,8 +473,8 @@ inline T pool_bin(const T* plane, const Strides<T>& st, rc_index W,
 }
 
 template <typename T>
-int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
-                 int bins, int nthreads) {
+int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
+                           T scale, int bins, int nthreads) {
   const Strides<T> st(g);
   const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
@@ -529,10 +538,10 @@ int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
 }
 
 template <typename T>
-int pool_backward(const T* grad_out, const T* in, const T* rois,
-                  const rc_index* order, const rc_index* batch_start,
-                  T* grad_in, const Geom& g, T scale, int bins,
-                  int nthreads) {
+int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
+                            const rc_index* order, const rc_index* batch_start,
+                            T* grad_in, const Geom& g, T scale, int bins,
+                            int nthreads) {
   const Strides<T> st(g);
   const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
@@ -579,6 +588,1168 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
   }
   return err;
 }
+
+
+/* ================================================================== */
+/* Vectorised kernels                                                   */
+/* ================================================================== */
+/* The *_reference kernels above compute one channel at a time.  The kernels
+ * below compute L channels ("lanes", L * sizeof(T) = 128 bytes) at once with
+ * exactly the reference's per-element operation order (same expressions,
+ * same summation order, no FMA: the build uses -ffp-contract=off), so every
+ * result is bit-identical to the reference, for any thread count and any
+ * instruction set.
+ *  - NHWC: the lanes are the contiguous channels of a pixel; no copies.
+ *  - NCHW forward: the input is packed once per call into channel blocks
+ *    [N][C/L][H][W][L] (zero padded), then read like NHWC.
+ *  - NCHW backward: each (image, channel block) item accumulates into a
+ *    per-thread [H][W][L] tile (and packs its input block for the max
+ *    modes), then copies the tile to grad_input, which is zero on entry.
+ * The per-item kernels are compiled for baseline x86-64, AVX2 and AVX-512
+ * and the best one the CPU supports is picked at run time (no -march=native
+ * needed); ROICORE_CPU_ISA=reference|baseline|avx2|avx512 or rc_set_isa()
+ * caps the choice ("reference" runs the scalar kernels above).  NCHW calls
+ * whose packing would cost more than the work itself (a few RoIs on a large
+ * map) also run the reference kernels. */
+
+#if (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
+#define RC_X86_DISPATCH 1
+#define RC_TARGET_AVX2 __attribute__((target("avx2")))
+#define RC_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2")))
+#else
+#define RC_X86_DISPATCH 0
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define RC_AI inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define RC_AI __forceinline
+#else
+#define RC_AI inline
+#endif
+
+enum { RC_ISA_REFERENCE = 0, RC_ISA_BASELINE = 1, RC_ISA_AVX2 = 2,
+       RC_ISA_AVX512 = 3 };
+
+/* Best instruction set this CPU runs. */
+inline int rc_isa_supported() {
+#if RC_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return RC_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2")) return RC_ISA_AVX2;
+#endif
+  return RC_ISA_BASELINE;
+}
+
+inline int rc_isa_initial() {
+  const int best = rc_isa_supported();
+  const char* e = std::getenv("ROICORE_CPU_ISA");
+  int want = best;
+  if (e) {
+    if (!std::strcmp(e, "reference")) want = RC_ISA_REFERENCE;
+    else if (!std::strcmp(e, "baseline")) want = RC_ISA_BASELINE;
+    else if (!std::strcmp(e, "avx2")) want = RC_ISA_AVX2;
+    else if (!std::strcmp(e, "avx512")) want = RC_ISA_AVX512;
+  }
+  return want < best ? want : best;
+}
+
+inline int* rc_isa_slot() {
+  static int isa = rc_isa_initial();
+  return &isa;
+}
+
+/* Instruction set the kernels use now (RC_ISA_*). */
+inline int rc_isa() { return *rc_isa_slot(); }
+
+/* Use `isa` (capped at what the CPU supports; out of range: the best);
+ * returns the one in use. */
+inline int rc_set_isa(int isa) {
+  const int best = rc_isa_supported();
+  if (isa < RC_ISA_REFERENCE || isa > best) isa = best;
+  *rc_isa_slot() = isa;
+  return isa;
+}
+
+inline void* rc_alloc(size_t bytes) {
+  bytes = (bytes + 63) & ~static_cast<size_t>(63);
+  if (bytes == 0) bytes = 64;
+#ifdef _WIN32
+  return _aligned_malloc(bytes, 64);
+#else
+  void* p = nullptr;
+  return posix_memalign(&p, 64, bytes) == 0 ? p : nullptr;
+#endif
+}
+
+inline void rc_free(void* p) {
+#ifdef _WIN32
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
+}
+
+/* Lanes per channel block: 256 bytes with AVX-512 (32 registers), else 128. */
+inline int rc_lane_bytes(int isa) { return isa >= RC_ISA_AVX512 ? 256 : 128; }
+
+template <typename T>
+inline rc_index v_lanes(int isa) {
+  return static_cast<rc_index>(rc_lane_bytes(isa) / sizeof(T));
+}
+
+/* x / d == x * (1 / d) exactly (both are the correctly rounded x / d) when
+ * d is a power of two, so the kernels multiply by *inv instead of dividing. */
+template <typename T>
+inline bool rc_pow2_recip(rc_index d, T* inv) {
+  if (d < 1 || (d & (d - 1)) != 0 || d > (static_cast<rc_index>(1) << 60))
+    return false;
+  *inv = (T)1 / static_cast<T>(d);
+  return true;
+}
+
+/* Everything an item kernel reads. */
+template <typename T>
+struct VJob {
+  Geom g;
+  T scale;
+  SampledParams sp;
+  int bins;                  /* RoI Pool bin rule */
+  const T* in;               /* NHWC input, or the packed NCHW input (fwd) */
+  const T* grad_out;
+  const T* rois;
+  const rc_index* order;
+  const rc_index* batch_start;
+  T* out;                    /* forward output, or grad_input */
+  rc_index L;                /* lanes per channel block */
+  int packed;                /* forward: `in` is the packed copy */
+  int block_major;           /* forward item order */
+  int exp_nostore;
+  int stream;                /* forward: stream the output (large) */
+  rc_index nb;               /* channel blocks */
+  rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
+                                n*bsn + b*bsb + y*sy + x*sx */
+  rc_index ny, nx;           /* sample table lengths */
+};
+
+/* Per-thread scratch. */
+template <typename T>
+struct VScratch {
+  SampleTab<T> ty, tx;
+  rc_index* ptab;            /* pool: hlo[PH] hhi[PH] wlo[PW] whi[PW] */
+  T* tile;                   /* [PH*PW][L]: forward result / grad_out */
+  T* stage;                  /* [PH*PW][L]: forward output staging */
+  T* gtile;                  /* [H*W][L]: NCHW backward accumulator */
+  T* itile;                  /* [H*W][L]: NCHW backward packed input */
+};
+
+/* --- forward of one RoI, L lanes --------------------------------------- */
+/* src: lane view of one (image, channel block); the tables hold offsets
+ * already multiplied by the view's strides.  FULL: n == L at compile time. */
+template <typename T, int L, bool FULL>
+RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
+                         const SampleTab<T>& tx, rc_index PH, rc_index PW,
+                         bool max_mode, T* tile) {
+  const int n = FULL ? L : nc;
+  const rc_index gh = ty.grid, gw = tx.grid;
+  const rc_index cnt = gh * gw;
+  const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+  T inv = (T)1;
+  const bool p2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      T acc[L];
+      T* dst = tile + (ph * PW + pw) * L;
+      if (!max_mode) {
+        for (int l = 0; l < n; ++l) acc[l] = (T)0;
+        for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+          if (!ty.ok[iy]) continue;
+          const T hy = ty.wh[iy], ly = ty.wl[iy];
+          const T* r0 = src + ty.lo[iy];
+          const T* r1 = src + ty.hi[iy];
+          for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+            if (!tx.ok[ix]) continue;
+            const T hx = tx.wh[ix], lx = tx.wl[ix];
+            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            const T* p1 = r0 + tx.lo[ix];
+            const T* p2 = r0 + tx.hi[ix];
+            const T* p3 = r1 + tx.lo[ix];
+            const T* p4 = r1 + tx.hi[ix];
+#pragma omp simd
+            for (int l = 0; l < n; ++l)
+              acc[l] += w1 * p1[l] + w2 * p2[l] + w3 * p3[l] + w4 * p4[l];
+          }
+        }
+        if (p2)
+          for (int l = 0; l < n; ++l) dst[l] = acc[l] * inv;
+        else
+          for (int l = 0; l < n; ++l) dst[l] = acc[l] / div;
+        continue;
+      }
+      /* max: an out-of-range sample is the value 0 and takes part */
+      if (cnt == 0) {
+        for (int l = 0; l < n; ++l) dst[l] = (T)0;
+        continue;
+      }
+      for (int l = 0; l < n; ++l) acc[l] = std::numeric_limits<T>::lowest();
+      for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+        const T hy = ty.wh[iy], ly = ty.wl[iy];
+        const T* r0 = src + ty.lo[iy];
+        const T* r1 = src + ty.hi[iy];
+        for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+          if (ty.ok[iy] && tx.ok[ix]) {
+            const T hx = tx.wh[ix], lx = tx.wl[ix];
+            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            const T* p1 = r0 + tx.lo[ix];
+            const T* p2 = r0 + tx.hi[ix];
+            const T* p3 = r1 + tx.lo[ix];
+            const T* p4 = r1 + tx.hi[ix];
+#pragma omp simd
+            for (int l = 0; l < n; ++l) {
+              const T v = w1 * p1[l] + w2 * p2[l] + w3 * p3[l] + w4 * p4[l];
+              acc[l] = v > acc[l] ? v : acc[l];
+            }
+          } else {
+            for (int l = 0; l < n; ++l) acc[l] = (T)0 > acc[l] ? (T)0 : acc[l];
+          }
+        }
+      }
+      for (int l = 0; l < n; ++l) dst[l] = acc[l];
+    }
+}
+
+template <typename T, int L, bool FULL>
+RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
+                      const rc_index* hlo, const rc_index* hhi,
+                      const rc_index* wlo, const rc_index* whi, rc_index PH,
+                      rc_index PW, T* tile) {
+  const int n = FULL ? L : nc;
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      T* dst = tile + (ph * PW + pw) * L;
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+        for (int l = 0; l < n; ++l) dst[l] = (T)0;
+        continue;
+      }
+      T best[L];
+      for (int l = 0; l < n; ++l) best[l] = std::numeric_limits<T>::lowest();
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const T* p = src + h * sy + w * sx;
+#pragma omp simd
+          for (int l = 0; l < n; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+        }
+      for (int l = 0; l < n; ++l) dst[l] = best[l];
+    }
+}
+
+/* --- transposes between lane tiles and NCHW planes ----------------------
+ * b[c * ldb + r] = a[r * lda + c] for r < rows, c < cols.  Pure data
+ * movement (no arithmetic), so the instruction set cannot change results. */
+template <typename T>
+inline void rc_transpose_scalar(const T* a, rc_index lda, T* b, rc_index ldb,
+                                rc_index rows, rc_index cols) {
+  for (rc_index r0 = 0; r0 < rows; r0 += 8) {
+    const rc_index r1 = r0 + 8 < rows ? r0 + 8 : rows;
+    for (rc_index c = 0; c < cols; ++c)
+      for (rc_index r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
+  }
+}
+
+#if RC_X86_DISPATCH
+/* baseline x86-64 (SSE2): 4x4 float / 2x2 double blocks */
+inline void rc_transpose_sse(const float* a, rc_index lda, float* b,
+                             rc_index ldb, rc_index rows, rc_index cols) {
+  const rc_index R = rows & ~static_cast<rc_index>(3);
+  const rc_index Cc = cols & ~static_cast<rc_index>(3);
+  for (rc_index r = 0; r < R; r += 4) {
+    for (rc_index c = 0; c < Cc; c += 4) {
+      __m128 r0 = _mm_loadu_ps(a + (r + 0) * lda + c);
+      __m128 r1 = _mm_loadu_ps(a + (r + 1) * lda + c);
+      __m128 r2 = _mm_loadu_ps(a + (r + 2) * lda + c);
+      __m128 r3 = _mm_loadu_ps(a + (r + 3) * lda + c);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(b + (c + 0) * ldb + r, r0);
+      _mm_storeu_ps(b + (c + 1) * ldb + r, r1);
+      _mm_storeu_ps(b + (c + 2) * ldb + r, r2);
+      _mm_storeu_ps(b + (c + 3) * ldb + r, r3);
+    }
+    for (rc_index c = Cc; c < cols; ++c)
+      for (rc_index q = r; q < r + 4; ++q) b[c * ldb + q] = a[q * lda + c];
+  }
+  for (rc_index c = 0; c < cols; ++c)
+    for (rc_index q = R; q < rows; ++q) b[c * ldb + q] = a[q * lda + c];
+}
+
+inline void rc_transpose_sse(const double* a, rc_index lda, double* b,
+                             rc_index ldb, rc_index rows, rc_index cols) {
+  const rc_index R = rows & ~static_cast<rc_index>(1);
+  const rc_index Cc = cols & ~static_cast<rc_index>(1);
+  for (rc_index r = 0; r < R; r += 2) {
+    for (rc_index c = 0; c < Cc; c += 2) {
+      const __m128d r0 = _mm_loadu_pd(a + r * lda + c);
+      const __m128d r1 = _mm_loadu_pd(a + (r + 1) * lda + c);
+      _mm_storeu_pd(b + c * ldb + r, _mm_unpacklo_pd(r0, r1));
+      _mm_storeu_pd(b + (c + 1) * ldb + r, _mm_unpackhi_pd(r0, r1));
+    }
+    for (rc_index c = Cc; c < cols; ++c) {
+      b[c * ldb + r] = a[r * lda + c];
+      b[c * ldb + r + 1] = a[(r + 1) * lda + c];
+    }
+  }
+  for (rc_index c = 0; c < cols; ++c)
+    for (rc_index q = R; q < rows; ++q) b[c * ldb + q] = a[q * lda + c];
+}
+
+/* AVX2 (also used by the AVX-512 variant): 8x8 float / 4x4 double */
+RC_TARGET_AVX2 inline void rc_transpose_avx(const float* a, rc_index lda,
+                                            float* b, rc_index ldb,
+                                            rc_index rows, rc_index cols) {
+  const rc_index R = rows & ~static_cast<rc_index>(7);
+  const rc_index Cc = cols & ~static_cast<rc_index>(7);
+  for (rc_index r = 0; r < R; r += 8) {
+    for (rc_index c = 0; c < Cc; c += 8) {
+      const float* p = a + r * lda + c;
+      const __m256 r0 = _mm256_loadu_ps(p);
+      const __m256 r1 = _mm256_loadu_ps(p + lda);
+      const __m256 r2 = _mm256_loadu_ps(p + 2 * lda);
+      const __m256 r3 = _mm256_loadu_ps(p + 3 * lda);
+      const __m256 r4 = _mm256_loadu_ps(p + 4 * lda);
+      const __m256 r5 = _mm256_loadu_ps(p + 5 * lda);
+      const __m256 r6 = _mm256_loadu_ps(p + 6 * lda);
+      const __m256 r7 = _mm256_loadu_ps(p + 7 * lda);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1);
+      const __m256 t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3);
+      const __m256 t3 = _mm256_unpackhi_ps(r2, r3);
+      const __m256 t4 = _mm256_unpacklo_ps(r4, r5);
+      const __m256 t5 = _mm256_unpackhi_ps(r4, r5);
+      const __m256 t6 = _mm256_unpacklo_ps(r6, r7);
+      const __m256 t7 = _mm256_unpackhi_ps(r6, r7);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+      const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+      const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+      const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+      const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+      float* q = b + c * ldb + r;
+      _mm256_storeu_ps(q, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(q + ldb, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(q + 2 * ldb, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(q + 3 * ldb, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(q + 4 * ldb, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(q + 5 * ldb, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(q + 6 * ldb, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(q + 7 * ldb, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (rc_index c = Cc; c < cols; ++c)
+      for (rc_index q = r; q < r + 8; ++q) b[c * ldb + q] = a[q * lda + c];
+  }
+  for (rc_index c = 0; c < cols; ++c)
+    for (rc_index q = R; q < rows; ++q) b[c * ldb + q] = a[q * lda + c];
+}
+
+RC_TARGET_AVX2 inline void rc_transpose_avx(const double* a, rc_index lda,
+                                            double* b, rc_index ldb,
+                                            rc_index rows, rc_index cols) {
+  const rc_index R = rows & ~static_cast<rc_index>(3);
+  const rc_index Cc = cols & ~static_cast<rc_index>(3);
+  for (rc_index r = 0; r < R; r += 4) {
+    for (rc_index c = 0; c < Cc; c += 4) {
+      const double* p = a + r * lda + c;
+      const __m256d r0 = _mm256_loadu_pd(p);
+      const __m256d r1 = _mm256_loadu_pd(p + lda);
+      const __m256d r2 = _mm256_loadu_pd(p + 2 * lda);
+      const __m256d r3 = _mm256_loadu_pd(p + 3 * lda);
+      const __m256d t0 = _mm256_unpacklo_pd(r0, r1);
+      const __m256d t1 = _mm256_unpackhi_pd(r0, r1);
+      const __m256d t2 = _mm256_unpacklo_pd(r2, r3);
+      const __m256d t3 = _mm256_unpackhi_pd(r2, r3);
+      double* q = b + c * ldb + r;
+      _mm256_storeu_pd(q, _mm256_permute2f128_pd(t0, t2, 0x20));
+      _mm256_storeu_pd(q + ldb, _mm256_permute2f128_pd(t1, t3, 0x20));
+      _mm256_storeu_pd(q + 2 * ldb, _mm256_permute2f128_pd(t0, t2, 0x31));
+      _mm256_storeu_pd(q + 3 * ldb, _mm256_permute2f128_pd(t1, t3, 0x31));
+    }
+    for (rc_index c = Cc; c < cols; ++c)
+      for (rc_index q = r; q < r + 4; ++q) b[c * ldb + q] = a[q * lda + c];
+  }
+  for (rc_index c = 0; c < cols; ++c)
+    for (rc_index q = R; q < rows; ++q) b[c * ldb + q] = a[q * lda + c];
+}
+#endif
+
+template <typename T, int ISA>
+RC_AI void rc_transpose(const T* a, rc_index lda, T* b, rc_index ldb,
+                        rc_index rows, rc_index cols) {
+#if RC_X86_DISPATCH
+  if (ISA >= RC_ISA_AVX2) {
+    rc_transpose_avx(a, lda, b, ldb, rows, cols);
+    return;
+  }
+  rc_transpose_sse(a, lda, b, ldb, rows, cols);
+#else
+  rc_transpose_scalar(a, lda, b, ldb, rows, cols);
+#endif
+}
+
+/* memcpy with non-temporal stores for the aligned middle: a large output
+ * is written once and not read back soon, so it skips the read-for-ownership
+ * of every cache line (half the memory traffic). */
+#if RC_X86_DISPATCH
+inline void rc_stream_copy(void* dst, const void* src, size_t bytes) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<size_t>(d) & 15)) & 15;
+  if (head > bytes) head = bytes;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  bytes -= head;
+  const size_t body = bytes & ~static_cast<size_t>(63);
+  for (size_t i = 0; i < body; i += 64) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const __m128i b =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+    const __m128i c =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+    const __m128i e =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+  }
+  std::memcpy(d + body, s + body, bytes - body);
+}
+inline void rc_stream_fence() { _mm_sfence(); }
+#else
+inline void rc_stream_copy(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+inline void rc_stream_fence() {}
+#endif
+
+/* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
+ * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
+template <typename T, int L, int ISA>
+RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
+                        rc_index c0, int nc) {
+  const Geom& g = j.g;
+  const rc_index nbins = g.PH * g.PW;
+  if (g.channels_last) {
+    T* o = j.out + k * nbins * g.C + c0;
+    for (rc_index i = 0; i < nbins; ++i)
+      for (int l = 0; l < nc; ++l) o[i * g.C + l] = tile[i * L + l];
+  } else if (j.stream) {
+    rc_transpose<T, ISA>(tile, L, stage, nbins, nbins, nc);
+    rc_stream_copy(j.out + (k * g.C + c0) * nbins, stage,
+                   sizeof(T) * static_cast<size_t>(nbins * nc));
+  } else {
+    rc_transpose<T, ISA>(tile, L, j.out + (k * g.C + c0) * nbins, nbins,
+                         nbins, nc);
+  }
+}
+
+/* Forward items are (RoI, channel block), RoI-major: consecutive items read
+ * the same pixels and write adjacent output. */
+template <typename T, int L, int ISA>
+RC_AI void v_sampled_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  const rc_index k = j.block_major ? it % g.K : it / j.nb;
+  const rc_index b = j.block_major ? it / g.K : it % j.nb;
+  const rc_index c0 = b * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const T* roi = j.rois + 5 * k;
+  const rc_index n = rc_batch(roi, g.N);
+  if (n < 0) { /* validated in Python; never read out of bounds */
+    for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
+  } else {
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+    sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
+    sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+    const T* src = j.in + n * j.bsn + b * j.bsb;
+    if (nc == L || j.packed)
+      v_sampled_fwd<T, L, true>(src, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
+                                s.tile);
+    else
+      v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
+                                 j.sp.max_mode, s.tile);
+  }
+  if (!j.exp_nostore) v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
+}
+
+template <typename T, int L, int ISA>
+RC_AI void v_pool_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  const rc_index k = j.block_major ? it % g.K : it / j.nb;
+  const rc_index b = j.block_major ? it / g.K : it % j.nb;
+  const rc_index c0 = b * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const T* roi = j.rois + 5 * k;
+  const rc_index n = rc_batch(roi, g.N);
+  if (n < 0) {
+    for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
+  } else {
+    rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
+             *whi = s.ptab + 2 * g.PH + g.PW;
+    pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+    const T* src = j.in + n * j.bsn + b * j.bsb;
+    if (nc == L || j.packed)
+      v_pool_fwd<T, L, true>(src, L, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
+                             g.PW, s.tile);
+    else
+      v_pool_fwd<T, L, false>(src, nc, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
+                              g.PW, s.tile);
+  }
+  v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
+}
+
+/* --- backward -------------------------------------------------------- */
+/* grad_out of RoI k, channels c0 .. c0+nc -> tile [PH*PW][L] (zero padded) */
+template <typename T, int L, int ISA>
+RC_AI void v_load_grad(const Geom& g, const T* go, rc_index k, rc_index c0,
+                       int nc, T* tile) {
+  const rc_index nbins = g.PH * g.PW;
+  if (nc < L)
+    for (rc_index i = 0; i < nbins * L; ++i) tile[i] = (T)0;
+  if (g.channels_last) {
+    const T* o = go + k * nbins * g.C + c0;
+    for (rc_index i = 0; i < nbins; ++i)
+      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
+  } else {
+    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins, nbins, tile, L, nc,
+                         nbins);
+  }
+}
+
+/* Scatter the gradient of one RoI into the lane view gp (and read the input
+ * view ip for the max mode). */
+template <typename T, int L, bool FULL>
+RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
+                         const SampleTab<T>& tx, rc_index PH, rc_index PW,
+                         bool max_mode, const T* gtile) {
+  const int n = FULL ? L : nc;
+  const rc_index gh = ty.grid, gw = tx.grid;
+  const rc_index cnt = gh * gw;
+  const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+  T inv = (T)1;
+  const bool p2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      const T* gv = gtile + (ph * PW + pw) * L;
+      if (!max_mode) {
+        for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+          if (!ty.ok[iy]) continue;
+          const T hy = ty.wh[iy], ly = ty.wl[iy];
+          T* r0 = gp + ty.lo[iy];
+          T* r1 = gp + ty.hi[iy];
+          for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+            if (!tx.ok[ix]) continue;
+            const T hx = tx.wh[ix], lx = tx.wl[ix];
+            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            /* one loop per corner: corners may coincide at the border, and
+             * the reference adds them in this order */
+            T* q1 = r0 + tx.lo[ix];
+            T* q2 = r0 + tx.hi[ix];
+            T* q3 = r1 + tx.lo[ix];
+            T* q4 = r1 + tx.hi[ix];
+            if (p2) {
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q1[l] += gv[l] * w1 * inv;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q2[l] += gv[l] * w2 * inv;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q3[l] += gv[l] * w3 * inv;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q4[l] += gv[l] * w4 * inv;
+            } else {
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q1[l] += gv[l] * w1 / div;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q2[l] += gv[l] * w2 / div;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q3[l] += gv[l] * w3 / div;
+#pragma omp simd
+              for (int l = 0; l < n; ++l) q4[l] += gv[l] * w4 / div;
+            }
+          }
+        }
+        continue;
+      }
+      if (cnt == 0) continue;
+      T best[L];
+      rc_index by[L], bx[L];
+      for (int l = 0; l < n; ++l) {
+        best[l] = std::numeric_limits<T>::lowest();
+        by[l] = -1;
+        bx[l] = -1;
+      }
+      for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+        const T hy = ty.wh[iy], ly = ty.wl[iy];
+        const T* r0 = ip + ty.lo[iy];
+        const T* r1 = ip + ty.hi[iy];
+        for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+          if (ty.ok[iy] && tx.ok[ix]) {
+            const T hx = tx.wh[ix], lx = tx.wl[ix];
+            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            const T* p1 = r0 + tx.lo[ix];
+            const T* p2 = r0 + tx.hi[ix];
+            const T* p3 = r1 + tx.lo[ix];
+            const T* p4 = r1 + tx.hi[ix];
+            for (int l = 0; l < n; ++l) {
+              const T v = w1 * p1[l] + w2 * p2[l] + w3 * p3[l] + w4 * p4[l];
+              if (v > best[l]) {
+                best[l] = v;
+                by[l] = iy;
+                bx[l] = ix;
+              }
+            }
+          } else {
+            for (int l = 0; l < n; ++l)
+              if ((T)0 > best[l]) {
+                best[l] = (T)0;
+                by[l] = -2; /* an out-of-range sample leads: no gradient */
+              }
+          }
+        }
+      }
+      for (int l = 0; l < n; ++l) {
+        if (by[l] < 0) continue;
+        const rc_index wy = by[l], wx = bx[l];
+        const T hy = ty.wh[wy], ly = ty.wl[wy], hx = tx.wh[wx], lx = tx.wl[wx];
+        const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+        const T gval = gv[l];
+        T* q = gp + l;
+        q[ty.lo[wy] + tx.lo[wx]] += gval * w1 / (T)1;
+        q[ty.lo[wy] + tx.hi[wx]] += gval * w2 / (T)1;
+        q[ty.hi[wy] + tx.lo[wx]] += gval * w3 / (T)1;
+        q[ty.hi[wy] + tx.hi[wx]] += gval * w4 / (T)1;
+      }
+    }
+}
+
+template <typename T, int L, bool FULL>
+RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
+                      const rc_index* hlo, const rc_index* hhi,
+                      const rc_index* wlo, const rc_index* whi, rc_index PH,
+                      rc_index PW, const T* gtile) {
+  const int n = FULL ? L : nc;
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) continue;
+      const T* gv = gtile + (ph * PW + pw) * L;
+      T best[L];
+      rc_index arg[L];
+      for (int l = 0; l < n; ++l) {
+        best[l] = std::numeric_limits<T>::lowest();
+        arg[l] = -1;
+      }
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const rc_index off = h * sy + w * sx;
+          const T* p = ip + off;
+#pragma omp simd
+          for (int l = 0; l < n; ++l)
+            if (p[l] > best[l]) {
+              best[l] = p[l];
+              arg[l] = off;
+            }
+        }
+      for (int l = 0; l < n; ++l)
+        if (arg[l] >= 0) gp[arg[l] + l] += gv[l];
+    }
+}
+
+/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * ld + l]
+ * (zero padded past C). */
+template <typename T, int ISA>
+RC_AI void v_pack_block(const T* in, const Geom& g, rc_index L, rc_index n,
+                        rc_index c0, rc_index i0, rc_index i1, T* dst,
+                        rc_index ld) {
+  const rc_index HW = g.H * g.W;
+  const rc_index nc = g.C - c0 < L ? g.C - c0 : L;
+  rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + i0, HW, dst + i0 * ld, ld,
+                       nc, i1 - i0);
+  for (rc_index i = i0; i < i1; ++i)
+    for (rc_index l = nc; l < L; ++l) dst[i * ld + l] = (T)0;
+}
+
+/* NHWC channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * L + l]
+ * (zero padded past C). */
+template <typename T>
+inline void v_pack_nhwc(const T* in, const Geom& g, rc_index L, rc_index n,
+                        rc_index c0, rc_index i0, rc_index i1, T* dst) {
+  const rc_index nc = g.C - c0 < L ? g.C - c0 : L;
+  for (rc_index i = i0; i < i1; ++i) {
+    const T* src = in + (n * g.H * g.W + i) * g.C + c0;
+    T* d = dst + i * L;
+    std::memcpy(d, src, sizeof(T) * static_cast<size_t>(nc));
+    for (rc_index l = nc; l < L; ++l) d[l] = (T)0;
+  }
+}
+
+template <typename T, int L, int ISA>
+RC_AI void v_unpack_block(const T* tile, const Geom& g, rc_index n,
+                          rc_index c0, T* out) {
+  const rc_index HW = g.H * g.W;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const rc_index chunk = 128;
+  for (rc_index i0 = 0; i0 < HW; i0 += chunk) {
+    const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+    rc_transpose<T, ISA>(tile + i0 * L, L, out + (n * g.C + c0) * HW + i0, HW,
+                         i1 - i0, nc);
+  }
+}
+
+/* Backward items are (image, channel block); each walks its image's RoIs in
+ * their original order. */
+template <typename T, int L, bool POOL, int ISA>
+RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  const rc_index n = it / j.nb, b = it % j.nb;
+  if (j.batch_start[n + 1] <= j.batch_start[n]) return; /* stays zero */
+  const rc_index c0 = b * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const rc_index HW = g.H * g.W;
+  const bool packed = !g.channels_last;
+  const bool need_in = POOL || j.sp.max_mode;
+  T* gp;
+  const T* ip;
+  rc_index sy, sx;
+  if (packed) {
+    gp = s.gtile;
+    for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    if (need_in) {
+      const rc_index chunk = 128;
+      for (rc_index i0 = 0; i0 < HW; i0 += chunk)
+        v_pack_block<T, ISA>(j.in, g, L, n, c0, i0,
+                        i0 + chunk < HW ? i0 + chunk : HW, s.itile, L);
+    }
+    ip = s.itile;
+    sy = g.W * L;
+    sx = L;
+  } else {
+    gp = j.out + n * HW * g.C + c0;
+    ip = j.in + n * HW * g.C + c0;
+    sy = g.W * g.C;
+    sx = g.C;
+  }
+  const bool full = packed || nc == L;
+  for (rc_index r = j.batch_start[n]; r < j.batch_start[n + 1]; ++r) {
+    const rc_index k = j.order[r];
+    const T* roi = j.rois + 5 * k;
+    if (rc_batch(roi, g.N) != n) continue;
+    v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
+    if (POOL) {
+      rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
+               *whi = s.ptab + 2 * g.PH + g.PW;
+      pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+      if (full)
+        v_pool_bwd<T, L, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi, g.PH,
+                               g.PW, s.tile);
+      else
+        v_pool_bwd<T, L, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi, g.PH,
+                                g.PW, s.tile);
+    } else {
+      T ys, bh, xs, bw;
+      rc_index gh, gw;
+      sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+      sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, sy);
+      sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, sx);
+      if (full)
+        v_sampled_bwd<T, L, true>(gp, ip, L, s.ty, s.tx, g.PH, g.PW,
+                                  j.sp.max_mode, s.tile);
+      else
+        v_sampled_bwd<T, L, false>(gp, ip, nc, s.ty, s.tx, g.PH, g.PW,
+                                   j.sp.max_mode, s.tile);
+    }
+  }
+  if (packed) v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
+}
+
+/* --- one function per item kind and instruction set ------------------ */
+template <typename T>
+struct VFns {
+  typedef void (*Item)(const VJob<T>&, VScratch<T>&, rc_index);
+  typedef void (*Pack)(const T*, const Geom&, rc_index, rc_index, rc_index,
+                       rc_index, rc_index, T*);
+};
+
+enum { RC_V_SFWD = 0, RC_V_PFWD = 1, RC_V_SBWD = 2, RC_V_PBWD = 3 };
+
+/* BYTES: bytes per channel block (rc_lane_bytes of the ISA). */
+#define RC_V_VARIANTS(SUF, ATTR, BYTES, ISA)                                  \
+  template <typename T>                                                       \
+  ATTR void v_sfwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
+    v_sampled_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA>(j, s, it); \
+  }                                                                           \
+  template <typename T>                                                       \
+  ATTR void v_pfwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
+    v_pool_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA>(j, s, it);  \
+  }                                                                           \
+  template <typename T>                                                       \
+  ATTR void v_sbwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
+    v_bwd_item<T, static_cast<int>(BYTES / sizeof(T)), false, ISA>(j, s, it); \
+  }                                                                           \
+  template <typename T>                                                       \
+  ATTR void v_pbwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
+    v_bwd_item<T, static_cast<int>(BYTES / sizeof(T)), true, ISA>(j, s, it);  \
+  }                                                                           \
+  template <typename T>                                                       \
+  ATTR void v_pack_##SUF(const T* in, const Geom& g, rc_index L, rc_index n,  \
+                         rc_index c0, rc_index i0, rc_index i1, T* dst) {     \
+    v_pack_block<T, ISA>(in, g, L, n, c0, i0, i1, dst, L);                    \
+  }                                                                           \
+  template <typename T>                                                       \
+  inline typename VFns<T>::Item v_pick_##SUF(int which) {                     \
+    switch (which) {                                                          \
+      case RC_V_SFWD: return v_sfwd_##SUF<T>;                                 \
+      case RC_V_PFWD: return v_pfwd_##SUF<T>;                                 \
+      case RC_V_SBWD: return v_sbwd_##SUF<T>;                                 \
+      default: return v_pbwd_##SUF<T>;                                        \
+    }                                                                         \
+  }
+
+RC_V_VARIANTS(base, , 128, RC_ISA_BASELINE)
+#if RC_X86_DISPATCH
+RC_V_VARIANTS(avx2, RC_TARGET_AVX2, 128, RC_ISA_AVX2)
+RC_V_VARIANTS(avx512, RC_TARGET_AVX512, 256, RC_ISA_AVX512)
+#endif
+
+template <typename T>
+inline typename VFns<T>::Pack v_pick_pack(int isa) {
+#if RC_X86_DISPATCH
+  if (isa >= RC_ISA_AVX512) return v_pack_avx512<T>;
+  if (isa == RC_ISA_AVX2) return v_pack_avx2<T>;
+#endif
+  (void)isa;
+  return v_pack_base<T>;
+}
+
+template <typename T>
+inline typename VFns<T>::Item v_pick(int which, int isa) {
+#if RC_X86_DISPATCH
+  if (isa >= RC_ISA_AVX512) return v_pick_avx512<T>(which);
+  if (isa == RC_ISA_AVX2) return v_pick_avx2<T>(which);
+#endif
+  (void)isa;
+  return v_pick_base<T>(which);
+}
+
+/* --- drivers ---------------------------------------------------------- */
+/* Per-channel work of a call, in bilinear samples (sampled) or input cells
+ * visited (pool); used to decide whether packing NCHW pays off. */
+template <typename T>
+inline double v_work_sampled(const SampledParams& sp, const T* rois, T scale,
+                             const Geom& g) {
+  double w = 0;
+  for (rc_index k = 0; k < g.K; ++k) {
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
+                        &gw);
+    w += static_cast<double>(gh) * static_cast<double>(gw);
+  }
+  return w * static_cast<double>(g.PH * g.PW) * 4.0;
+}
+
+template <typename T>
+inline double v_work_pool(int bins, const T* rois, T scale, const Geom& g,
+                          rc_index* tab) {
+  double w = 0;
+  rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+           *whi = tab + 2 * g.PH + g.PW;
+  for (rc_index k = 0; k < g.K; ++k) {
+    pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
+    double sh = 0, sw = 0;
+    for (rc_index p = 0; p < g.PH; ++p) sh += static_cast<double>(hhi[p] - hlo[p]);
+    for (rc_index p = 0; p < g.PW; ++p) sw += static_cast<double>(whi[p] - wlo[p]);
+    w += sh * sw;
+  }
+  return w;
+}
+
+/* Packing policy (tests): 0 by cost, 1 always pack, 2 never pack (NHWC
+ * runs in place, NCHW on the reference kernels). */
+inline int* rc_pack_policy_slot() {
+  static int policy = 0;
+  return &policy;
+}
+
+inline int rc_set_pack_policy(int policy) {
+  *rc_pack_policy_slot() = policy >= 0 && policy <= 2 ? policy : 0;
+  return *rc_pack_policy_slot();
+}
+
+/* NCHW: is packing (`passes` times the padded input) cheaper than the work? */
+template <typename T>
+inline bool v_pack_pays(const Geom& g, double work, double passes, int isa) {
+  if (*rc_pack_policy_slot()) return *rc_pack_policy_slot() == 1;
+  const rc_index L = v_lanes<T>(isa);
+  const double nb = static_cast<double>((g.C + L - 1) / L);
+  const double pack = passes * static_cast<double>(g.N) * nb * L *
+                      static_cast<double>(g.H * g.W);
+  return pack <= 2.0 * work * static_cast<double>(g.C);
+}
+
+template <typename T>
+inline size_t v_scratch_bytes(const VJob<T>& j, bool backward) {
+  const size_t L = static_cast<size_t>(j.L);
+  size_t b = sample_tab_bytes<T>(j.ny) + sample_tab_bytes<T>(j.nx);
+  b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
+       ~static_cast<size_t>(63);
+  b += 2 * sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
+  if (backward && !j.g.channels_last)
+    b += 2 * sizeof(T) * static_cast<size_t>(j.g.H * j.g.W) * L;
+  return b;
+}
+
+template <typename T>
+inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
+                           bool backward) {
+  if (!mem) return false;
+  const size_t L = static_cast<size_t>(j.L);
+  sample_tab_bind(&s->ty, mem, j.ny);
+  mem += sample_tab_bytes<T>(j.ny);
+  sample_tab_bind(&s->tx, mem, j.nx);
+  mem += sample_tab_bytes<T>(j.nx);
+  s->ptab = reinterpret_cast<rc_index*>(mem);
+  mem += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
+         ~static_cast<size_t>(63);
+  s->tile = reinterpret_cast<T*>(mem);
+  mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
+  s->stage = reinterpret_cast<T*>(mem);
+  mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
+  s->gtile = s->itile = nullptr;
+  if (backward && !j.g.channels_last) {
+    s->gtile = reinterpret_cast<T*>(mem);
+    mem += sizeof(T) * static_cast<size_t>(j.g.H * j.g.W) * L;
+    s->itile = reinterpret_cast<T*>(mem);
+  }
+  return true;
+}
+
+/* Forward: items (block, RoI); NCHW input packed first (same team). */
+template <typename T>
+int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
+  const Geom& g = j.g;
+  const rc_index L = j.L = v_lanes<T>(isa);
+  const rc_index HW = g.H * g.W;
+  j.nb = (g.C + L - 1) / L;
+  T* packed = nullptr;
+  const T* in = j.in;
+  if (pack) {
+    /* -> channel-block planes [N][nb][H][W][L], zero padded: an item's
+     * pixels are L * sizeof(T) bytes apart, and items run block-major so
+     * one plane stays in L2 */
+    packed = static_cast<T*>(
+        rc_alloc(sizeof(T) * static_cast<size_t>(g.N * j.nb * HW * L)));
+    if (!packed) return 1;
+    j.in = packed;
+    j.packed = 1;
+    j.block_major = 1;
+    j.bsn = j.nb * HW * L;
+    j.bsb = HW * L;
+    j.sy = g.W * L;
+    j.sx = L;
+  } else { /* NHWC in place, RoI-major */
+    j.bsn = HW * g.C;
+    j.bsb = L;
+    j.sy = g.W * g.C;
+    j.sx = g.C;
+  }
+  j.exp_nostore = std::getenv("RC_EXP_NOSTORE") != nullptr;
+  /* stream outputs well beyond the caches' share of one core */
+  j.stream = sizeof(T) * static_cast<double>(g.K) * g.C * g.PH * g.PW >
+             8.0 * 1024 * 1024;
+  if (std::getenv("RC_EXP_NOSTREAM")) j.stream = 0;
+  if (std::getenv("RC_EXP_ROIMAJOR")) j.block_major = 0;
+  const typename VFns<T>::Item fn = v_pick<T>(which, isa);
+  const typename VFns<T>::Pack packfn = v_pick_pack<T>(isa);
+  const rc_index items = j.nb * g.K;
+  const rc_index chunk = 128; /* [chunk][L] stays in L1 while transposing */
+  const rc_index nchunk = (HW + chunk - 1) / chunk;
+  const rc_index pack_items = packed ? g.N * j.nb * nchunk : 0;
+  int err = 0;
+  const int nt = rc_threads(nthreads, items > pack_items ? items : pack_items);
+  const size_t sbytes = v_scratch_bytes(j, false);
+#pragma omp parallel num_threads(nt)
+  {
+    if (packed) {
+#pragma omp for schedule(static)
+      for (rc_index p = 0; p < pack_items; ++p) {
+        const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
+        const rc_index n = nbk / j.nb, b = nbk % j.nb;
+        const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+        T* dst = packed + n * j.bsn + b * j.bsb;
+        if (g.channels_last)
+          v_pack_nhwc<T>(in, g, L, n, b * L, i0, i1, dst);
+        else
+          packfn(in, g, L, n, b * L, i0, i1, dst);
+      }
+    }
+    char* mem = static_cast<char*>(rc_alloc(sbytes));
+    VScratch<T> s;
+    if (!v_scratch_bind(&s, mem, j, false)) {
+#pragma omp atomic write
+      err = 1;
+    }
+#pragma omp for schedule(dynamic, 4)
+    for (rc_index it = 0; it < items; ++it) {
+      if (!mem) continue;
+      fn(j, s, it);
+    }
+    if (j.stream) rc_stream_fence();
+    rc_free(mem);
+  }
+  rc_free(packed);
+  return err;
+}
+
+/* Backward: items (image, block); grad_in must be zero on entry. */
+template <typename T>
+int v_backward(VJob<T> j, int which, int nthreads, int isa) {
+  const Geom& g = j.g;
+  const rc_index L = j.L = v_lanes<T>(isa);
+  j.nb = (g.C + L - 1) / L;
+  const typename VFns<T>::Item fn = v_pick<T>(which, isa);
+  const rc_index items = g.N * j.nb;
+  int err = 0;
+  const int nt = rc_threads(nthreads, items);
+  const size_t sbytes = v_scratch_bytes(j, true);
+#pragma omp parallel num_threads(nt)
+  {
+    char* mem = static_cast<char*>(rc_alloc(sbytes));
+    VScratch<T> s;
+    if (!v_scratch_bind(&s, mem, j, true)) {
+#pragma omp atomic write
+      err = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (rc_index it = 0; it < items; ++it) {
+      if (!mem) continue;
+      fn(j, s, it);
+    }
+    rc_free(mem);
+  }
+  return err;
+}
+
+template <typename T>
+inline VJob<T> v_job(const Geom& g, T scale, const T* in, const T* rois,
+                     T* out) {
+  VJob<T> j;
+  std::memset(static_cast<void*>(&j), 0, sizeof(j));
+  j.g = g;
+  j.scale = scale;
+  j.in = in;
+  j.rois = rois;
+  j.out = out;
+  return j;
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points (called from _cpu.pyx)                                  */
+/* ------------------------------------------------------------------ */
+template <typename T>
+int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
+                    T scale, SampledParams sp, int nthreads) {
+  const int isa = rc_isa();
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  if (isa == RC_ISA_REFERENCE)
+    return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
+  const bool pack =
+      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g), 1.0, isa);
+  if (!pack && !g.channels_last)
+    return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
+  VJob<T> j = v_job<T>(g, scale, in, rois, out);
+  j.sp = sp;
+  j.ny = g.PH * mgh;
+  j.nx = g.PW * mgw;
+  return v_forward<T>(j, RC_V_SFWD, nthreads, isa, pack);
+}
+
+template <typename T>
+int sampled_backward(const T* grad_out, const T* in, const T* rois,
+                     const rc_index* order, const rc_index* batch_start,
+                     T* grad_in, const Geom& g, T scale, SampledParams sp,
+                     int nthreads) {
+  const int isa = rc_isa();
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  if (isa == RC_ISA_REFERENCE ||
+      (!g.channels_last &&
+       !v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g),
+                       sp.max_mode ? 3.0 : 2.0, isa)))
+    return sampled_backward_reference<T>(grad_out, in, rois, order,
+                                         batch_start, grad_in, g, scale, sp,
+                                         nthreads);
+  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+  j.sp = sp;
+  j.grad_out = grad_out;
+  j.order = order;
+  j.batch_start = batch_start;
+  j.ny = g.PH * mgh;
+  j.nx = g.PW * mgw;
+  return v_backward<T>(j, RC_V_SBWD, nthreads, isa);
+}
+
+template <typename T>
+int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
+                 int bins, int nthreads) {
+  const int isa = rc_isa();
+  if (isa == RC_ISA_REFERENCE)
+    return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
+  rc_index* tab = static_cast<rc_index*>(
+      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
+  if (!tab) return 1;
+  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
+  std::free(tab);
+  const bool pack = v_pack_pays<T>(g, work, 1.0, isa);
+  if (!pack && !g.channels_last)
+    return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
+  VJob<T> j = v_job<T>(g, scale, in, rois, out);
+  j.bins = bins;
+  return v_forward<T>(j, RC_V_PFWD, nthreads, isa, pack);
+}
+
+template <typename T>
+int pool_backward(const T* grad_out, const T* in, const T* rois,
+                  const rc_index* order, const rc_index* batch_start,
+                  T* grad_in, const Geom& g, T scale, int bins,
+                  int nthreads) {
+  const int isa = rc_isa();
+  if (isa != RC_ISA_REFERENCE && !g.channels_last) {
+    rc_index* tab = static_cast<rc_index*>(
+        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
+    if (!tab) return 1;
+    const double work = v_work_pool<T>(bins, rois, scale, g, tab);
+    std::free(tab);
+    if (!v_pack_pays<T>(g, work, 3.0, isa))
+      return pool_backward_reference<T>(grad_out, in, rois, order,
+                                        batch_start, grad_in, g, scale, bins,
+                                        nthreads);
+  }
+  if (isa == RC_ISA_REFERENCE)
+    return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                      grad_in, g, scale, bins, nthreads);
+  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+  j.bins = bins;
+  j.grad_out = grad_out;
+  j.order = order;
+  j.batch_start = batch_start;
+  return v_backward<T>(j, RC_V_PBWD, nthreads, isa);
+}
+
 
 }  // namespace roicore
 
