@@ -140,6 +140,9 @@ def _onnx_session(w: _workloads.Workload, dtype: np.dtype, threads: int) -> Any:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # idle worker threads sleep instead of spinning: a spinning pool would take
+    # a core from whichever implementation runs next in the round-robin
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
 

@@ -13,6 +13,12 @@
  *    order is fixed, so gradients are bit-identical for any thread count
  *    (no atomics, no per-thread partials).
  *
+ * Two implementations share these rules: the scalar *_reference kernels
+ * (one channel at a time; the definition of the results) and the vectorised
+ * kernels at the end of this file (channel lanes, runtime ISA dispatch),
+ * which the entry points sampled_forward / sampled_backward / pool_forward /
+ * pool_backward use and which are bit-identical to the reference.
+ *
  * Error codes: 0 ok, 1 out of memory, 2 sampling grid too large.
  */
 #ifndef ROICORE_ROI_CPU_H_
@@ -33,6 +39,10 @@
 #if (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
+#endif
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 using std::ceil;
@@ -276,7 +286,7 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
 #pragma omp atomic write
       err = 1;
     }
-    SampleTab<T> ty, tx;
+    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
     T* acc = nullptr;
     if (mem) {
       sample_tab_bind(&ty, mem, ny);
@@ -380,7 +390,7 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
 #pragma omp atomic write
       err = 1;
     }
-    SampleTab<T> ty, tx;
+    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
     if (mem) {
       sample_tab_bind(&ty, mem, ny);
       sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
@@ -726,8 +736,8 @@ struct VJob {
   T* out;                    /* forward output, or grad_input */
   rc_index L;                /* lanes per channel block */
   int packed;                /* forward: `in` is the packed copy */
-  int block_major;           /* forward item order */
-  int exp_nostore;
+  rc_index group;            /* forward item order: groups of `group` RoIs,
+                                block-major within a group */
   int stream;                /* forward: stream the output (large) */
   rc_index nb;               /* channel blocks */
   rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
@@ -758,7 +768,7 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
   const rc_index cnt = gh * gw;
   const T div = static_cast<T>(cnt > 1 ? cnt : 1);
   T inv = (T)1;
-  const bool p2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
+  const bool pow2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
   for (rc_index ph = 0; ph < PH; ++ph)
     for (rc_index pw = 0; pw < PW; ++pw) {
       T acc[L];
@@ -783,7 +793,7 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
               acc[l] += w1 * p1[l] + w2 * p2[l] + w3 * p3[l] + w4 * p4[l];
           }
         }
-        if (p2)
+        if (pow2)
           for (int l = 0; l < n; ++l) dst[l] = acc[l] * inv;
         else
           for (int l = 0; l < n; ++l) dst[l] = acc[l] / div;
@@ -1035,6 +1045,31 @@ inline void rc_stream_copy(void* dst, const void* src, size_t bytes) {
 inline void rc_stream_fence() {}
 #endif
 
+/* Whether [p, p + bytes) is already backed by memory (sampled at three
+ * pages).  A fresh np.empty result is not: its first touch faults in zeroed
+ * pages that are then in cache, and ordinary stores beat streaming ones. */
+inline bool rc_resident(const void* p, size_t bytes) {
+#ifdef __linux__
+  const long pg = sysconf(_SC_PAGESIZE);
+  if (pg <= 0 || bytes == 0) return true;
+  const size_t mask = ~(static_cast<size_t>(pg) - 1);
+  const size_t a = reinterpret_cast<size_t>(p);
+  const size_t at[3] = {a, a + bytes / 2, a + bytes - 1};
+  for (int i = 0; i < 3; ++i) {
+    unsigned char v = 0;
+    if (mincore(reinterpret_cast<void*>(at[i] & mask),
+                static_cast<size_t>(pg), &v) != 0)
+      return true;
+    if (!(v & 1)) return false;
+  }
+  return true;
+#else
+  (void)p;
+  (void)bytes;
+  return true;
+#endif
+}
+
 /* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
  * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
 template <typename T, int L, int ISA>
@@ -1056,13 +1091,25 @@ RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
   }
 }
 
-/* Forward items are (RoI, channel block), RoI-major: consecutive items read
- * the same pixels and write adjacent output. */
+/* Forward item `it` -> (RoI k, channel block b).  RoIs go in groups of
+ * j.group; within a group all RoIs run block 0, then block 1, ...: one input
+ * plane is reused across the group while the group's output stays cached
+ * until all its blocks are written. */
+template <typename T>
+RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
+  const rc_index per = j.group * j.nb;
+  const rc_index grp = it / per, rem = it % per;
+  const rc_index g0 = grp * j.group;
+  const rc_index gsz = j.g.K - g0 < j.group ? j.g.K - g0 : j.group;
+  *b = rem / gsz;
+  *k = g0 + rem % gsz;
+}
+
 template <typename T, int L, int ISA>
 RC_AI void v_sampled_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const Geom& g = j.g;
-  const rc_index k = j.block_major ? it % g.K : it / j.nb;
-  const rc_index b = j.block_major ? it / g.K : it % j.nb;
+  rc_index k, b;
+  v_item_kb(j, it, &k, &b);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const T* roi = j.rois + 5 * k;
@@ -1083,14 +1130,14 @@ RC_AI void v_sampled_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
       v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
                                  j.sp.max_mode, s.tile);
   }
-  if (!j.exp_nostore) v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
+  v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
 }
 
 template <typename T, int L, int ISA>
 RC_AI void v_pool_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const Geom& g = j.g;
-  const rc_index k = j.block_major ? it % g.K : it / j.nb;
-  const rc_index b = j.block_major ? it / g.K : it % j.nb;
+  rc_index k, b;
+  v_item_kb(j, it, &k, &b);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const T* roi = j.rois + 5 * k;
@@ -1141,7 +1188,7 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
   const rc_index cnt = gh * gw;
   const T div = static_cast<T>(cnt > 1 ? cnt : 1);
   T inv = (T)1;
-  const bool p2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
+  const bool pow2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
   for (rc_index ph = 0; ph < PH; ++ph)
     for (rc_index pw = 0; pw < PW; ++pw) {
       const T* gv = gtile + (ph * PW + pw) * L;
@@ -1161,7 +1208,7 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
             T* q2 = r0 + tx.hi[ix];
             T* q3 = r1 + tx.lo[ix];
             T* q4 = r1 + tx.hi[ix];
-            if (p2) {
+            if (pow2) {
 #pragma omp simd
               for (int l = 0; l < n; ++l) q1[l] += gv[l] * w1 * inv;
 #pragma omp simd
@@ -1246,25 +1293,37 @@ RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
     for (rc_index pw = 0; pw < PW; ++pw) {
       if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) continue;
       const T* gv = gtile + (ph * PW + pw) * L;
+      /* The reference keeps the first cell (row-major) with v > best,
+       * starting from lowest.  That is the first cell equal to the bin's
+       * running max M, and no cell when M == lowest: two branch-free
+       * passes, max then the smallest offset holding it (offsets grow in
+       * row-major order). */
       T best[L];
       rc_index arg[L];
+      const T lowest = std::numeric_limits<T>::lowest();
+      const rc_index none = std::numeric_limits<rc_index>::max();
       for (int l = 0; l < n; ++l) {
-        best[l] = std::numeric_limits<T>::lowest();
-        arg[l] = -1;
+        best[l] = lowest;
+        arg[l] = none;
       }
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const T* p = ip + h * sy + w * sx;
+#pragma omp simd
+          for (int l = 0; l < n; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+        }
       for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
         for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
           const rc_index off = h * sy + w * sx;
           const T* p = ip + off;
 #pragma omp simd
-          for (int l = 0; l < n; ++l)
-            if (p[l] > best[l]) {
-              best[l] = p[l];
-              arg[l] = off;
-            }
+          for (int l = 0; l < n; ++l) {
+            const rc_index cand = p[l] == best[l] ? off : none;
+            arg[l] = cand < arg[l] ? cand : arg[l];
+          }
         }
       for (int l = 0; l < n; ++l)
-        if (arg[l] >= 0) gp[arg[l] + l] += gv[l];
+        if (best[l] > lowest) gp[arg[l] + l] += gv[l];
     }
 }
 
@@ -1319,7 +1378,7 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const rc_index HW = g.H * g.W;
-  const bool packed = !g.channels_last;
+  const bool packed = j.packed != 0;
   const bool need_in = POOL || j.sp.max_mode;
   T* gp;
   const T* ip;
@@ -1327,11 +1386,13 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   if (packed) {
     gp = s.gtile;
     for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
-    if (need_in) {
+    if (need_in && g.channels_last) {
+      v_pack_nhwc<T>(j.in, g, L, n, c0, 0, HW, s.itile);
+    } else if (need_in) {
       const rc_index chunk = 128;
       for (rc_index i0 = 0; i0 < HW; i0 += chunk)
         v_pack_block<T, ISA>(j.in, g, L, n, c0, i0,
-                        i0 + chunk < HW ? i0 + chunk : HW, s.itile, L);
+                             i0 + chunk < HW ? i0 + chunk : HW, s.itile, L);
     }
     ip = s.itile;
     sy = g.W * L;
@@ -1372,7 +1433,13 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
                                    j.sp.max_mode, s.tile);
     }
   }
-  if (packed) v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
+  if (packed && g.channels_last) {
+    T* o = j.out + n * HW * g.C + c0;
+    for (rc_index i = 0; i < HW; ++i)
+      std::memcpy(o + i * g.C, gp + i * L, sizeof(T) * static_cast<size_t>(nc));
+  } else if (packed) {
+    v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
+  }
 }
 
 /* --- one function per item kind and instruction set ------------------ */
@@ -1507,7 +1574,7 @@ inline size_t v_scratch_bytes(const VJob<T>& j, bool backward) {
   b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
        ~static_cast<size_t>(63);
   b += 2 * sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
-  if (backward && !j.g.channels_last)
+  if (backward && j.packed)
     b += 2 * sizeof(T) * static_cast<size_t>(j.g.H * j.g.W) * L;
   return b;
 }
@@ -1529,7 +1596,7 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   s->stage = reinterpret_cast<T*>(mem);
   mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
   s->gtile = s->itile = nullptr;
-  if (backward && !j.g.channels_last) {
+  if (backward && j.packed) {
     s->gtile = reinterpret_cast<T*>(mem);
     mem += sizeof(T) * static_cast<size_t>(j.g.H * j.g.W) * L;
     s->itile = reinterpret_cast<T*>(mem);
@@ -1555,7 +1622,7 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     if (!packed) return 1;
     j.in = packed;
     j.packed = 1;
-    j.block_major = 1;
+    j.group = g.K;
     j.bsn = j.nb * HW * L;
     j.bsb = HW * L;
     j.sy = g.W * L;
@@ -1566,12 +1633,13 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     j.sy = g.W * g.C;
     j.sx = g.C;
   }
-  j.exp_nostore = std::getenv("RC_EXP_NOSTORE") != nullptr;
-  /* stream outputs well beyond the caches' share of one core */
-  j.stream = sizeof(T) * static_cast<double>(g.K) * g.C * g.PH * g.PW >
-             8.0 * 1024 * 1024;
-  if (std::getenv("RC_EXP_NOSTREAM")) j.stream = 0;
-  if (std::getenv("RC_EXP_ROIMAJOR")) j.block_major = 0;
+  /* stream outputs well beyond the caches' share of one core, unless they
+   * are fresh (not yet faulted in) */
+  {
+    const size_t ob = sizeof(T) * static_cast<size_t>(g.K * g.C * g.PH * g.PW);
+    j.stream = ob > (static_cast<size_t>(8) << 20) && rc_resident(j.out, ob);
+  }
+  if (!j.packed) j.group = 1; /* NHWC in place: RoI-major */
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
   const typename VFns<T>::Pack packfn = v_pick_pack<T>(isa);
   const rc_index items = j.nb * g.K;
@@ -1597,7 +1665,7 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
       }
     }
     char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s;
+    VScratch<T> s = VScratch<T>();
     if (!v_scratch_bind(&s, mem, j, false)) {
 #pragma omp atomic write
       err = 1;
@@ -1616,10 +1684,11 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
 
 /* Backward: items (image, block); grad_in must be zero on entry. */
 template <typename T>
-int v_backward(VJob<T> j, int which, int nthreads, int isa) {
+int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const Geom& g = j.g;
   const rc_index L = j.L = v_lanes<T>(isa);
   j.nb = (g.C + L - 1) / L;
+  j.packed = pack ? 1 : 0;
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
   const rc_index items = g.N * j.nb;
   int err = 0;
@@ -1628,7 +1697,7 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa) {
 #pragma omp parallel num_threads(nt)
   {
     char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s;
+    VScratch<T> s = VScratch<T>();
     if (!v_scratch_bind(&s, mem, j, true)) {
 #pragma omp atomic write
       err = 1;
@@ -1686,10 +1755,11 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
   const int isa = rc_isa();
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
-  if (isa == RC_ISA_REFERENCE ||
-      (!g.channels_last &&
-       !v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g),
-                       sp.max_mode ? 3.0 : 2.0, isa)))
+  const bool pack =
+      isa != RC_ISA_REFERENCE &&
+      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g),
+                     sp.max_mode ? 3.0 : 2.0, isa);
+  if (isa == RC_ISA_REFERENCE || (!pack && !g.channels_last))
     return sampled_backward_reference<T>(grad_out, in, rois, order,
                                          batch_start, grad_in, g, scale, sp,
                                          nthreads);
@@ -1700,7 +1770,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
   j.batch_start = batch_start;
   j.ny = g.PH * mgh;
   j.nx = g.PW * mgw;
-  return v_backward<T>(j, RC_V_SBWD, nthreads, isa);
+  return v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
 }
 
 template <typename T>
@@ -1728,18 +1798,16 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
                   T* grad_in, const Geom& g, T scale, int bins,
                   int nthreads) {
   const int isa = rc_isa();
-  if (isa != RC_ISA_REFERENCE && !g.channels_last) {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
-    if (!tab) return 1;
-    const double work = v_work_pool<T>(bins, rois, scale, g, tab);
-    std::free(tab);
-    if (!v_pack_pays<T>(g, work, 3.0, isa))
-      return pool_backward_reference<T>(grad_out, in, rois, order,
-                                        batch_start, grad_in, g, scale, bins,
-                                        nthreads);
-  }
   if (isa == RC_ISA_REFERENCE)
+    return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                      grad_in, g, scale, bins, nthreads);
+  rc_index* tab = static_cast<rc_index*>(
+      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
+  if (!tab) return 1;
+  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
+  std::free(tab);
+  const bool pack = v_pack_pays<T>(g, work, 3.0, isa);
+  if (!pack && !g.channels_last)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
   VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
@@ -1747,7 +1815,7 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
   j.grad_out = grad_out;
   j.order = order;
   j.batch_start = batch_start;
-  return v_backward<T>(j, RC_V_PBWD, nthreads, isa);
+  return v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
 }
 
 
