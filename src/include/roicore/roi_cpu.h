@@ -739,6 +739,7 @@ struct VJob {
   rc_index group;            /* forward item order: groups of `group` RoIs,
                                 block-major within a group */
   int stream;                /* forward: stream the output (large) */
+  int whole_roi;             /* forward: items are whole RoIs (NHWC stream) */
   rc_index nb;               /* channel blocks */
   rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
                                 n*bsn + b*bsb + y*sy + x*sx */
@@ -752,6 +753,7 @@ struct VScratch {
   rc_index* ptab;            /* pool: hlo[PH] hhi[PH] wlo[PW] whi[PW] */
   T* tile;                   /* [PH*PW][L]: forward result / grad_out */
   T* stage;                  /* [PH*PW][L]: forward output staging */
+  T* rstage;                 /* [PH*PW][C]: whole-RoI NHWC staging */
   T* gtile;                  /* [H*W][L]: NCHW backward accumulator */
   T* itile;                  /* [H*W][L]: NCHW backward packed input */
 };
@@ -1070,6 +1072,37 @@ inline bool rc_resident(const void* p, size_t bytes) {
 #endif
 }
 
+/* Fault in [p, p + bytes) with nt threads (MADV_POPULATE_WRITE, Linux
+ * 5.14+, in 2 MiB pieces): the kernel zeroes the pages of a fresh np.empty
+ * result in parallel and without a trap per page, and the output can then be
+ * streamed.  Returns false where that is not available. */
+inline bool rc_populate(void* p, size_t bytes, int nt) {
+#if defined(__linux__)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  const long pg = sysconf(_SC_PAGESIZE);
+  if (pg <= 0 || bytes == 0) return false;
+  const size_t a = reinterpret_cast<size_t>(p) & ~(static_cast<size_t>(pg) - 1);
+  const size_t e = reinterpret_cast<size_t>(p) + bytes;
+  const size_t piece = static_cast<size_t>(2) << 20;
+  const rc_index n = static_cast<rc_index>((e - a + piece - 1) / piece);
+  int fails = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : fails)
+  for (rc_index i = 0; i < n; ++i) {
+    const size_t s0 = a + static_cast<size_t>(i) * piece;
+    const size_t s1 = s0 + piece < e ? s0 + piece : e;
+    fails += madvise(reinterpret_cast<void*>(s0), s1 - s0, MADV_POPULATE_WRITE) != 0;
+  }
+  return fails == 0;
+#else
+  (void)p;
+  (void)bytes;
+  (void)nt;
+  return false;
+#endif
+}
+
 /* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
  * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
 template <typename T, int L, int ISA>
@@ -1105,58 +1138,71 @@ RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
   *k = g0 + rem % gsz;
 }
 
-template <typename T, int L, int ISA>
-RC_AI void v_sampled_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+/* Forward of RoI k, channel block b -> s.tile [PH*PW][L]. */
+template <typename T, int L, bool POOL>
+RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
+                       rc_index b) {
   const Geom& g = j.g;
-  rc_index k, b;
-  v_item_kb(j, it, &k, &b);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const T* roi = j.rois + 5 * k;
   const rc_index n = rc_batch(roi, g.N);
   if (n < 0) { /* validated in Python; never read out of bounds */
     for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
-  } else {
-    T ys, bh, xs, bw;
-    rc_index gh, gw;
-    sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-    sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
-    sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
-    const T* src = j.in + n * j.bsn + b * j.bsb;
-    if (nc == L || j.packed)
-      v_sampled_fwd<T, L, true>(src, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
-                                s.tile);
-    else
-      v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
-                                 j.sp.max_mode, s.tile);
+    return;
   }
-  v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
-}
-
-template <typename T, int L, int ISA>
-RC_AI void v_pool_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
-  const Geom& g = j.g;
-  rc_index k, b;
-  v_item_kb(j, it, &k, &b);
-  const rc_index c0 = b * L;
-  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
-  const T* roi = j.rois + 5 * k;
-  const rc_index n = rc_batch(roi, g.N);
-  if (n < 0) {
-    for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
-  } else {
+  const T* src = j.in + n * j.bsn + b * j.bsb;
+  const bool full = nc == L || j.packed;
+  if (POOL) {
     rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
              *whi = s.ptab + 2 * g.PH + g.PW;
     pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
-    const T* src = j.in + n * j.bsn + b * j.bsb;
-    if (nc == L || j.packed)
+    if (full)
       v_pool_fwd<T, L, true>(src, L, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
                              g.PW, s.tile);
     else
       v_pool_fwd<T, L, false>(src, nc, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
                               g.PW, s.tile);
+    return;
   }
-  v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0, nc);
+  T ys, bh, xs, bw;
+  rc_index gh, gw;
+  sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+  sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
+  sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+  if (full)
+    v_sampled_fwd<T, L, true>(src, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
+                              s.tile);
+  else
+    v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
+                               j.sp.max_mode, s.tile);
+}
+
+/* One forward item: (RoI, block) stored at once, or, for a streamed NHWC
+ * output (j.whole_roi), every block of RoI `it` gathered in s.rstage and
+ * streamed as one contiguous [PH*PW][C] piece. */
+template <typename T, int L, int ISA, bool POOL>
+RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  if (!j.whole_roi) {
+    rc_index k, b;
+    v_item_kb(j, it, &k, &b);
+    v_fwd_block<T, L, POOL>(j, s, k, b);
+    const rc_index c0 = b * L;
+    v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0,
+                            static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
+    return;
+  }
+  const rc_index nbins = g.PH * g.PW;
+  for (rc_index b = 0; b < j.nb; ++b) {
+    v_fwd_block<T, L, POOL>(j, s, it, b);
+    const rc_index c0 = b * L;
+    const size_t nc = static_cast<size_t>(g.C - c0 < L ? g.C - c0 : L);
+    for (rc_index i = 0; i < nbins; ++i)
+      std::memcpy(s.rstage + i * g.C + c0, s.tile + i * L, sizeof(T) * nc);
+  }
+  rc_stream_copy(j.out + it * nbins * g.C, s.rstage,
+                 sizeof(T) * static_cast<size_t>(nbins * g.C));
 }
 
 /* --- backward -------------------------------------------------------- */
@@ -1456,11 +1502,11 @@ enum { RC_V_SFWD = 0, RC_V_PFWD = 1, RC_V_SBWD = 2, RC_V_PBWD = 3 };
 #define RC_V_VARIANTS(SUF, ATTR, BYTES, ISA)                                  \
   template <typename T>                                                       \
   ATTR void v_sfwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
-    v_sampled_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA>(j, s, it); \
+    v_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA, false>(j, s, it); \
   }                                                                           \
   template <typename T>                                                       \
   ATTR void v_pfwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
-    v_pool_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA>(j, s, it);  \
+    v_fwd_item<T, static_cast<int>(BYTES / sizeof(T)), ISA, true>(j, s, it);  \
   }                                                                           \
   template <typename T>                                                       \
   ATTR void v_sbwd_##SUF(const VJob<T>& j, VScratch<T>& s, rc_index it) {     \
@@ -1574,6 +1620,8 @@ inline size_t v_scratch_bytes(const VJob<T>& j, bool backward) {
   b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
        ~static_cast<size_t>(63);
   b += 2 * sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
+  if (j.whole_roi)
+    b += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW * j.g.C) + 64;
   if (backward && j.packed)
     b += 2 * sizeof(T) * static_cast<size_t>(j.g.H * j.g.W) * L;
   return b;
@@ -1595,6 +1643,12 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
   s->stage = reinterpret_cast<T*>(mem);
   mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
+  s->rstage = nullptr;
+  if (j.whole_roi) {
+    s->rstage = reinterpret_cast<T*>(mem);
+    mem += (sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW * j.g.C) + 63) &
+           ~static_cast<size_t>(63);
+  }
   s->gtile = s->itile = nullptr;
   if (backward && j.packed) {
     s->gtile = reinterpret_cast<T*>(mem);
@@ -1633,16 +1687,20 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     j.sy = g.W * g.C;
     j.sx = g.C;
   }
-  /* stream outputs well beyond the caches' share of one core, unless they
-   * are fresh (not yet faulted in) */
-  {
-    const size_t ob = sizeof(T) * static_cast<size_t>(g.K * g.C * g.PH * g.PW);
-    j.stream = ob > (static_cast<size_t>(8) << 20) && rc_resident(j.out, ob);
-  }
+  /* Outputs well beyond the caches' share of one core are streamed (no
+   * read-for-ownership).  A fresh one (not yet faulted in) is populated by
+   * all threads first; if that is not possible, ordinary stores fault in
+   * the pages, which then are in cache. */
+  const size_t ob = sizeof(T) * static_cast<size_t>(g.K * g.C * g.PH * g.PW);
+  j.stream = 0;
+  if (ob > (static_cast<size_t>(8) << 20))
+    j.stream = rc_resident(j.out, ob) ||
+               rc_populate(j.out, ob, rc_threads(nthreads, g.K));
   if (!j.packed) j.group = 1; /* NHWC in place: RoI-major */
+  j.whole_roi = g.channels_last && j.stream;
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
   const typename VFns<T>::Pack packfn = v_pick_pack<T>(isa);
-  const rc_index items = j.nb * g.K;
+  const rc_index items = j.whole_roi ? g.K : j.nb * g.K;
   const rc_index chunk = 128; /* [chunk][L] stays in L1 while transposing */
   const rc_index nchunk = (HW + chunk - 1) / chunk;
   const rc_index pack_items = packed ? g.N * j.nb * nchunk : 0;
