@@ -1138,6 +1138,29 @@ RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
   *k = g0 + rem % gsz;
 }
 
+/* dst[r * ldd + l] = src[r * lds + l] for r < rows, l < nc (<= L); FILL:
+ * also zero lanes nc .. L. */
+template <typename T, int L, bool FILL>
+RC_AI void v_copy_rows(T* dst, rc_index ldd, const T* src, rc_index lds,
+                       rc_index rows, int nc) {
+  if (nc == L) {
+    for (rc_index r = 0; r < rows; ++r) {
+      T* d = dst + r * ldd;
+      const T* q = src + r * lds;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) d[l] = q[l];
+    }
+    return;
+  }
+  for (rc_index r = 0; r < rows; ++r) {
+    T* d = dst + r * ldd;
+    const T* q = src + r * lds;
+    for (int l = 0; l < nc; ++l) d[l] = q[l];
+    if (FILL)
+      for (int l = nc; l < L; ++l) d[l] = (T)0;
+  }
+}
+
 /* Forward of RoI k, channel block b -> s.tile [PH*PW][L]. */
 template <typename T, int L, bool POOL>
 RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
@@ -1197,9 +1220,8 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   for (rc_index b = 0; b < j.nb; ++b) {
     v_fwd_block<T, L, POOL>(j, s, it, b);
     const rc_index c0 = b * L;
-    const size_t nc = static_cast<size_t>(g.C - c0 < L ? g.C - c0 : L);
-    for (rc_index i = 0; i < nbins; ++i)
-      std::memcpy(s.rstage + i * g.C + c0, s.tile + i * L, sizeof(T) * nc);
+    v_copy_rows<T, L, false>(s.rstage + c0, g.C, s.tile, L, nbins,
+                             static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
   }
   rc_stream_copy(j.out + it * nbins * g.C, s.rstage,
                  sizeof(T) * static_cast<size_t>(nbins * g.C));
@@ -1389,16 +1411,12 @@ RC_AI void v_pack_block(const T* in, const Geom& g, rc_index L, rc_index n,
 
 /* NHWC channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * L + l]
  * (zero padded past C). */
-template <typename T>
-inline void v_pack_nhwc(const T* in, const Geom& g, rc_index L, rc_index n,
-                        rc_index c0, rc_index i0, rc_index i1, T* dst) {
-  const rc_index nc = g.C - c0 < L ? g.C - c0 : L;
-  for (rc_index i = i0; i < i1; ++i) {
-    const T* src = in + (n * g.H * g.W + i) * g.C + c0;
-    T* d = dst + i * L;
-    std::memcpy(d, src, sizeof(T) * static_cast<size_t>(nc));
-    for (rc_index l = nc; l < L; ++l) d[l] = (T)0;
-  }
+template <typename T, int L>
+RC_AI void v_pack_nhwc(const T* in, const Geom& g, rc_index n, rc_index c0,
+                       rc_index i0, rc_index i1, T* dst) {
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  v_copy_rows<T, L, true>(dst + i0 * L, L, in + (n * g.H * g.W + i0) * g.C + c0,
+                          g.C, i1 - i0, nc);
 }
 
 template <typename T, int L, int ISA>
@@ -1433,7 +1451,7 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     gp = s.gtile;
     for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
     if (need_in && g.channels_last) {
-      v_pack_nhwc<T>(j.in, g, L, n, c0, 0, HW, s.itile);
+      v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
     } else if (need_in) {
       const rc_index chunk = 128;
       for (rc_index i0 = 0; i0 < HW; i0 += chunk)
@@ -1480,9 +1498,7 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     }
   }
   if (packed && g.channels_last) {
-    T* o = j.out + n * HW * g.C + c0;
-    for (rc_index i = 0; i < HW; ++i)
-      std::memcpy(o + i * g.C, gp + i * L, sizeof(T) * static_cast<size_t>(nc));
+    v_copy_rows<T, L, false>(j.out + n * HW * g.C + c0, g.C, gp, L, HW, nc);
   } else if (packed) {
     v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
   }
@@ -1519,7 +1535,11 @@ enum { RC_V_SFWD = 0, RC_V_PFWD = 1, RC_V_SBWD = 2, RC_V_PBWD = 3 };
   template <typename T>                                                       \
   ATTR void v_pack_##SUF(const T* in, const Geom& g, rc_index L, rc_index n,  \
                          rc_index c0, rc_index i0, rc_index i1, T* dst) {     \
-    v_pack_block<T, ISA>(in, g, L, n, c0, i0, i1, dst, L);                    \
+    if (g.channels_last)                                                      \
+      v_pack_nhwc<T, static_cast<int>(BYTES / sizeof(T))>(in, g, n, c0, i0,   \
+                                                          i1, dst);           \
+    else                                                                      \
+      v_pack_block<T, ISA>(in, g, L, n, c0, i0, i1, dst, L);                  \
   }                                                                           \
   template <typename T>                                                       \
   inline typename VFns<T>::Item v_pick_##SUF(int which) {                     \
@@ -1716,10 +1736,7 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
         const rc_index n = nbk / j.nb, b = nbk % j.nb;
         const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
         T* dst = packed + n * j.bsn + b * j.bsb;
-        if (g.channels_last)
-          v_pack_nhwc<T>(in, g, L, n, b * L, i0, i1, dst);
-        else
-          packfn(in, g, L, n, b * L, i0, i1, dst);
+        packfn(in, g, L, n, b * L, i0, i1, dst);
       }
     }
     char* mem = static_cast<char*>(rc_alloc(sbytes));
