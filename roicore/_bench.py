@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forward, backward or both (default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="dtype of every array (default float32)")
-    parser.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
-                        help="roicore's layout (peers always run NCHW; default NCHW)")
+    parser.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC", "both"],
+                        help="roicore's layout; 'both': roicore NCHW and roicore NHWC in "
+                             "the same round-robin (peers always run NCHW; default NCHW)")
     parser.add_argument("--quick", action="store_true",
                         help="reduced workloads (C/8, K/10) and few repeats: a smoke run "
                              "that takes seconds")
@@ -187,10 +188,13 @@ def torchvision_version() -> str:
 
 
 def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[int],
-           dtype: np.dtype, layout: str, peers: dict[str, str]) -> list[Case]:
+           dtype: np.dtype, layout_arg: str, peers: dict[str, str]) -> list[Case]:
+    both = layout_arg == "both"
+    layout = "NCHW" if both else layout_arg
     x_nchw = w.input(dtype)
     rois = w.rois(dtype)
     x = _to_layout(x_nchw, layout)
+    x_nhwc = _to_layout(x_nchw, "NHWC") if both else None
     cases: list[Case] = []
     for d in directions:
         g_nchw = w.grad_output(dtype) if d == "bwd" else None
@@ -205,6 +209,20 @@ def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[in
                 cands.append(Candidate(
                     "roicore",
                     lambda nt=nt, g=g: w.backward(g, x, rois, layout=layout, num_threads=nt)))
+            if both:
+                to_nchw = lambda y: np.ascontiguousarray(y.transpose(0, 3, 1, 2))  # noqa: E731
+                if d == "fwd":
+                    cands.append(Candidate(
+                        "roicore NHWC",
+                        lambda nt=nt: w.forward(x_nhwc, rois, layout="NHWC", num_threads=nt),
+                        to_nchw))
+                else:
+                    g_nhwc = _to_layout(g_nchw, "NHWC")
+                    cands.append(Candidate(
+                        "roicore NHWC",
+                        lambda nt=nt, g=g_nhwc: w.backward(g, x_nhwc, rois, layout="NHWC",
+                                                           num_threads=nt),
+                        to_nchw))
             if "onnxruntime" in peers and d == "fwd":
                 sess = _onnx_session(w, dtype, nt)
                 if w.op == "align":
@@ -355,7 +373,8 @@ def run(args: argparse.Namespace) -> int:
           f"{os.cpu_count()} CPUs, OpenMP {'on' if roicore.openmp_enabled() else 'OFF'}, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"dtype {dtype.name}, roicore layout {args.layout} (peers NCHW), threads "
+    lay = "NCHW and NHWC" if args.layout == "both" else args.layout
+    print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), threads "
           f"{','.join(map(str, thread_counts))}, {repeat} repeats round-robin after 1 warm-up"
           f"{', QUICK (reduced workloads)' if args.quick else ''}")
     print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none found"))

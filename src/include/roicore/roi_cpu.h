@@ -1803,10 +1803,21 @@ inline VJob<T> v_job(const Geom& g, T scale, const T* in, const T* rois,
 /* ------------------------------------------------------------------ */
 /* Entry points (called from _cpu.pyx)                                  */
 /* ------------------------------------------------------------------ */
+/* The instruction set for a call: AVX-512's 256-byte channel blocks would be
+ * mostly padding for C * sizeof(T) <= 128, so such calls take the AVX2
+ * kernels (128-byte blocks).  Results never depend on it. */
+template <typename T>
+inline int rc_isa_for(const Geom& g) {
+  const int isa = rc_isa();
+  if (isa >= RC_ISA_AVX512 && static_cast<size_t>(g.C) * sizeof(T) <= 128)
+    return RC_ISA_AVX2;
+  return isa;
+}
+
 template <typename T>
 int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
                     T scale, SampledParams sp, int nthreads) {
-  const int isa = rc_isa();
+  const int isa = rc_isa_for<T>(g);
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   if (isa == RC_ISA_REFERENCE)
@@ -1827,7 +1838,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
                      const rc_index* order, const rc_index* batch_start,
                      T* grad_in, const Geom& g, T scale, SampledParams sp,
                      int nthreads) {
-  const int isa = rc_isa();
+  const int isa = rc_isa_for<T>(g);
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   const bool pack =
@@ -1851,7 +1862,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
 template <typename T>
 int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
                  int bins, int nthreads) {
-  const int isa = rc_isa();
+  const int isa = rc_isa_for<T>(g);
   if (isa == RC_ISA_REFERENCE)
     return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
   rc_index* tab = static_cast<rc_index*>(
@@ -1872,7 +1883,7 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
                   const rc_index* order, const rc_index* batch_start,
                   T* grad_in, const Geom& g, T scale, int bins,
                   int nthreads) {
-  const int isa = rc_isa();
+  const int isa = rc_isa_for<T>(g);
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
