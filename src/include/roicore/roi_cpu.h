@@ -1804,12 +1804,19 @@ inline VJob<T> v_job(const Geom& g, T scale, const T* in, const T* rois,
 /* Entry points (called from _cpu.pyx)                                  */
 /* ------------------------------------------------------------------ */
 /* The instruction set for a call: AVX-512's 256-byte channel blocks would be
- * mostly padding for C * sizeof(T) <= 128, so such calls take the AVX2
- * kernels (128-byte blocks).  Results never depend on it. */
+ * mostly padding for C * sizeof(T) <= 128, and a backward (one item per
+ * image and channel block) with fewer blocks than threads gets twice as many
+ * items from 128-byte blocks; such calls take the AVX2 kernels.  Results never
+ * depend on it. */
 template <typename T>
-inline int rc_isa_for(const Geom& g) {
+inline int rc_isa_for(const Geom& g, int backward_threads = 0) {
   const int isa = rc_isa();
-  if (isa >= RC_ISA_AVX512 && static_cast<size_t>(g.C) * sizeof(T) <= 128)
+  if (isa < RC_ISA_AVX512) return isa;
+  const size_t cb = static_cast<size_t>(g.C) * sizeof(T);
+  if (cb <= 128) return RC_ISA_AVX2;
+  if (backward_threads > 1 &&
+      static_cast<double>(g.N) * static_cast<double>((cb + 255) / 256) <
+          static_cast<double>(backward_threads))
     return RC_ISA_AVX2;
   return isa;
 }
@@ -1838,7 +1845,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
                      const rc_index* order, const rc_index* batch_start,
                      T* grad_in, const Geom& g, T scale, SampledParams sp,
                      int nthreads) {
-  const int isa = rc_isa_for<T>(g);
+  const int isa = rc_isa_for<T>(g, nthreads);
   rc_index mgh, mgw;
   if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   const bool pack =
@@ -1883,7 +1890,7 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
                   const rc_index* order, const rc_index* batch_start,
                   T* grad_in, const Geom& g, T scale, int bins,
                   int nthreads) {
-  const int isa = rc_isa_for<T>(g);
+  const int isa = rc_isa_for<T>(g, nthreads);
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
