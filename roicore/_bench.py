@@ -355,6 +355,12 @@ def _report(cases: list[Case]) -> list[str]:
     return lines
 
 
+def _cpu_isa() -> str:
+    from . import _cpu
+
+    return str(_cpu.cpu_isa())
+
+
 def run(args: argparse.Namespace) -> int:
     import roicore
 
@@ -371,6 +377,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"roicore {roicore.__version__} bench: {platform.machine()}, "
           f"{os.cpu_count()} CPUs, OpenMP {'on' if roicore.openmp_enabled() else 'OFF'}, "
+          f"kernels {_cpu_isa()}, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='seconds')}")
     lay = "NCHW and NHWC" if args.layout == "both" else args.layout
