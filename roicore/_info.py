@@ -21,6 +21,10 @@ def run(args: argparse.Namespace) -> int:
           f"NumPy {np.__version__}, {platform.machine()})")
     print(f"OpenMP: {'enabled' if roicore.openmp_enabled() else 'DISABLED (serial build)'}; "
           f"default threads: {roicore.default_num_threads()}")
+    from roicore import _cpu
+
+    print(f"CPU kernels: {_cpu.cpu_isa()} "
+          "(cap with ROICORE_CPU_ISA=reference|baseline|avx2|avx512)")
     if importlib.util.find_spec("cupy") is None:
         print("CuPy: not installed (GPU backend unavailable; pip install 'roicore[cuda]')")
         return 0
