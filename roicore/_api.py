@@ -89,15 +89,15 @@ def _prepare(
     input: Any, rois: Any, output_size: Any, spatial_scale: Any, layout: Any,
     num_threads: Any, grad_output: Any = None, out: Any = None,
 ) -> tuple[Any, Any, V.Shapes, float]:
+    list_rois = [(f"rois[{i}]", r) for i, r in enumerate(rois)] if isinstance(
+        rois, (list, tuple)) else [("rois", rois)]
+    backend = _backend(input, *list_rois, ("grad_output", grad_output), ("out", out))
     V.check_input(input)
     layout = V.check_layout(layout)
     ph, pw = V.check_output_size(output_size)
     scale = V.check_spatial_scale(spatial_scale)
     if num_threads is not None:
         V.check_num_threads(num_threads, 1)
-    list_rois = [(f"rois[{i}]", r) for i, r in enumerate(rois)] if isinstance(
-        rois, (list, tuple)) else [("rois", rois)]
-    backend = _backend(input, *list_rois, ("grad_output", grad_output), ("out", out))
     N = int(input.shape[0])
     rois_arr = V.rois_to_array(rois, N, backend.xp)
     backend.check_rois(rois_arr, N)
