@@ -6,7 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _cpu
+try:
+    from . import _cpu
+except ImportError as exc:  # a source checkout on sys.path without its built extension
+    import os as _os
+
+    raise ImportError(
+        f"roicore's compiled CPU backend (roicore._cpu) is missing in "
+        f"{_os.path.dirname(__file__)}: this looks like an unbuilt source checkout shadowing "
+        f"the installed package. Build it in place with `pip install -e .` (or run from "
+        f"another directory)."
+    ) from exc
 from . import _validation as V
 
 xp = np
