@@ -52,6 +52,7 @@ def _sections(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
 def run(args: argparse.Namespace) -> int:
     import roicore
 
+    roicore.openmp_enabled()  # an unbuilt checkout fails here, before anything is printed
     x = SEED_MAP.astype(args.dtype)[None, None]
     rois = SEED_ROI.astype(args.dtype)
     _, x1, y1, x2, y2 = (int(v) for v in SEED_ROI[0])
