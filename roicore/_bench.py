@@ -19,6 +19,16 @@ Peers always run NCHW (the only layout they take).  The table gives the
 median, min-max, ``ratio`` = median / roicore's median (above 1: roicore is
 that many times faster) and the largest absolute difference from roicore's
 result.
+
+``--device cuda`` times roicore's GPU backend (CuPy arrays) instead, against
+torchvision.ops on CUDA tensors, on the same workloads and values: roicore
+forward, backward with ``deterministic=False`` and ``deterministic=True``
+(each also under ``roicore.gpu_checks(False)``, "checks off": the RoI check
+copies ``rois`` to the host, which synchronises), torchvision forward and
+autograd backward, and the floor (``cupy.empty`` + ``fill``).  The device is
+synchronised before and after every timed call, so a time is the wall time
+of the call including its kernels.  Without CuPy or a CUDA device it exits
+with status 2 and "no CUDA device".
 """
 
 from __future__ import annotations
@@ -64,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reduced workloads (C/8, K/10) and few repeats: a smoke run "
                              "that takes seconds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cpu (default) or cuda: roicore's GPU backend on CuPy arrays "
+                             "against torchvision on CUDA tensors (--threads is ignored)")
 
 
 # --------------------------------------------------------------------------- candidates
@@ -74,13 +87,14 @@ class Candidate:
     result: Callable[[Any], np.ndarray] | None = None  # to NumPy in roicore's layout
     times: list[float] = field(default_factory=list)
     value: np.ndarray | None = None
+    sync: Callable[[], None] | None = None  # waits for the device (GPU candidates)
 
 
 @dataclass
 class Case:
     workload: _workloads.Workload
     direction: str  # "fwd" / "bwd"
-    threads: int
+    threads: int  # 0: not applicable (--device cuda)
     candidates: list[Candidate]
 
 
@@ -299,18 +313,26 @@ def _time_cases(cases: list[Case], repeat: int, progress: bool) -> None:
                 bar.set_postfix_str(f"{case.workload.name} {case.direction} T={case.threads}")
             # warm-up: one call each (keeps the result for the accuracy column)
             for cand in case.candidates:
+                if cand.sync is not None:
+                    cand.sync()
                 r = cand.call()
-                if cand is case.candidates[0]:
-                    cand.value = r
-                elif cand.result is not None:
+                if cand.result is not None:
                     cand.value = cand.result(r)
+                elif cand is case.candidates[0]:
+                    cand.value = r
                 if bar is not None:
                     bar.update(1)
             for _ in range(repeat):
                 for cand in case.candidates:  # round-robin
                     gc.collect()
-                    t0 = time.perf_counter()
-                    cand.call()
+                    if cand.sync is not None:
+                        cand.sync()
+                        t0 = time.perf_counter()
+                        cand.call()
+                        cand.sync()
+                    else:
+                        t0 = time.perf_counter()
+                        cand.call()
                     cand.times.append(time.perf_counter() - t0)
                     if bar is not None:
                         bar.update(1)
@@ -343,8 +365,9 @@ def _report(cases: list[Case]) -> list[str]:
             ratio = med / (ref_med * 1e3) if ref_med > 0 else float("nan")
             rng = f"{t.min():.2f}-{t.max():.2f}"
             diff = "-" if cand is ref or cand.value is None else _diff(ref.value, cand.value)
+            threads = case.threads if case.threads > 0 else "-"
             lines.append(
-                f"{case.workload.name:<14} {case.direction:<4} {case.threads:>3}  "
+                f"{case.workload.name:<14} {case.direction:<4} {threads:>3}  "
                 f"{cand.name:<40} {med:>10.2f} {rng:>17} {ratio:>7.2f}x {diff:>9}")
         floor = case.candidates[-1]
         fmed = float(np.median(floor.times))
@@ -370,6 +393,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeat must be >= 1; got {repeat}")
     dtype = np.dtype(args.dtype)
     workloads = _workload_list(args.workload, args.quick)
+    if getattr(args, "device", "cpu") == "cuda":
+        return _run_cuda(args, repeat, dtype, workloads)
     thread_counts = _threads(args.threads)
     directions = {"forward": ["fwd"], "backward": ["bwd"], "both": ["fwd", "bwd"]}[
         args.direction]
@@ -394,6 +419,198 @@ def run(args: argparse.Namespace) -> int:
     cases: list[Case] = []
     for w in workloads:
         cases.extend(_cases(w, directions, thread_counts, dtype, args.layout, peers))
+    _time_cases(cases, repeat, progress=not args.no_progress)
+    for line in _report(cases):
+        print(line)
+    return 0
+
+
+# --------------------------------------------------------------------------- --device cuda
+def _cuda_device() -> tuple[Any, str]:
+    """(cupy, a description of device 0); RuntimeError "no CUDA device" without one."""
+    if not _have("cupy"):
+        raise RuntimeError("no CUDA device (CuPy is not installed)")
+    try:
+        import cupy
+
+        n = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CuPy present but no driver / device
+        raise RuntimeError(f"no CUDA device ({type(exc).__name__}: {exc})") from None
+    if n < 1:
+        raise RuntimeError("no CUDA device (CuPy sees 0 devices)")
+    dev = cupy.cuda.Device()
+    desc = f"CUDA device {dev.id}"
+    try:
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        desc += f" {name} (sm_{props['major']}{props['minor']}, " \
+                f"{props['totalGlobalMem'] / 2**30:.0f} GiB)"
+    except Exception:  # not every CuPy build (or stand-in) has the properties
+        pass
+    try:
+        v = int(cupy.cuda.runtime.runtimeGetVersion())
+        desc += f", CUDA runtime {v // 1000}.{v % 1000 // 10}"
+    except Exception:
+        pass
+    return cupy, desc
+
+
+def _cuda_peers() -> tuple[dict[str, str], list[str]]:
+    found: dict[str, str] = {}
+    notes = ["onnxruntime: CPU only (not run with --device cuda)"]
+    if not _have("torchvision"):
+        notes.append("torchvision: not installed (skipped)")
+        return found, notes
+    try:
+        import torch
+        import torchvision.ops  # noqa: F401
+
+        if torch.cuda.is_available():
+            found["torchvision"] = (f"{torchvision_version()} (torch {torch.__version__}, "
+                                    f"CUDA {torch.version.cuda})")
+        else:
+            notes.append(f"torchvision: torch {torch.__version__} sees no CUDA device (skipped)")
+    except Exception as exc:
+        notes.append(f"torchvision: import failed ({exc})")
+    return found, notes
+
+
+def _cuda_cases(cupy: Any, w: _workloads.Workload, directions: list[str], dtype: np.dtype,
+                layout_arg: str, peers: dict[str, str]) -> list[Case]:
+    import roicore
+
+    layouts = ["NCHW", "NHWC"] if layout_arg == "both" else [layout_arg]
+    layout = layouts[0]
+    x_nchw = w.input(dtype)
+    rois_np = w.rois(dtype)
+    rois = cupy.asarray(rois_np)
+    xs = {lay: cupy.asarray(_to_layout(x_nchw, lay)) for lay in layouts}
+
+    def sync() -> None:
+        cupy.cuda.Device().synchronize()
+
+    def host(lay: str) -> Callable[[Any], np.ndarray]:
+        def conv(a: Any) -> np.ndarray:
+            a = cupy.asnumpy(a)
+            if lay != layout:  # NHWC row next to NCHW roicore: compare in NCHW
+                a = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+            return a
+        return conv
+
+    def checked(f: Callable[[], Any], on: bool) -> Callable[[], Any]:
+        if on:
+            return f
+
+        def call() -> Any:
+            with roicore.gpu_checks(False):
+                return f()
+        return call
+
+    cases: list[Case] = []
+    for d in directions:
+        g_nchw = w.grad_output(dtype) if d == "bwd" else None
+        gs = {lay: cupy.asarray(_to_layout(g_nchw, lay)) for lay in layouts} \
+            if g_nchw is not None else {}
+        cands: list[Candidate] = []
+        for lay in layouts:
+            x = xs[lay]
+            tag = "" if lay == layout else f" {lay}"
+            if d == "fwd":
+                def f(x: Any = x, lay: str = lay) -> Any:
+                    return w.forward(x, rois, layout=lay)
+                for on in (True, False):
+                    cands.append(Candidate(
+                        f"roicore{tag}{'' if on else ' (checks off)'}", checked(f, on),
+                        host(lay), sync=sync))
+            else:
+                for det in (False, True):
+                    def b(x: Any = x, g: Any = gs[lay], lay: str = lay,
+                          det: bool = det) -> Any:
+                        return w.backward(g, x, rois, layout=lay, deterministic=det)
+                    for on in (True, False):
+                        name = f"roicore{tag}{' deterministic' if det else ''}"
+                        cands.append(Candidate(
+                            name + ("" if on else " (checks off)"), checked(b, on),
+                            host(lay), sync=sync))
+        if "torchvision" in peers:
+            cands.append(_torchvision_cuda_candidate(w, d, x_nchw, rois_np, g_nchw, layout))
+        floor_shape = w.output_shape(layout) if d == "fwd" else w.input_shape(layout)
+
+        def floor(shape: tuple[int, ...] = floor_shape) -> None:
+            a = cupy.empty(shape, dtype)
+            a.fill(0)
+
+        cands.append(Candidate("fresh output (floor)", floor, sync=sync))
+        cases.append(Case(w, d, 0, cands))
+    return cases
+
+
+def _torchvision_cuda_candidate(w: _workloads.Workload, d: str, x: np.ndarray,
+                                rois: np.ndarray, g: np.ndarray | None,
+                                layout: str) -> Candidate:
+    import torch
+    import torchvision.ops as tvo
+
+    dev = torch.device("cuda", torch.cuda.current_device())
+    xt = torch.from_numpy(x).to(dev)
+    rt = torch.from_numpy(rois).to(dev)
+
+    def fwd(inp: Any) -> Any:
+        if w.op == "align":
+            return tvo.roi_align(inp, rt, w.output_size, w.spatial_scale, w.sampling_ratio,
+                                 w.aligned)
+        return tvo.roi_pool(inp, rt, w.output_size, w.spatial_scale)
+
+    def host(t: Any) -> np.ndarray:
+        return _to_layout(t.detach().cpu().numpy(), layout)
+
+    name = f"torchvision {'roi_align' if w.op == 'align' else 'roi_pool'}"
+    if d == "fwd":
+        def call() -> Any:
+            with torch.no_grad():
+                return fwd(xt)
+
+        return Candidate(name, call, host, sync=torch.cuda.synchronize)
+    xg = xt.clone().requires_grad_(True)
+    y = fwd(xg)
+    gt = torch.from_numpy(g).to(dev)
+
+    def bcall() -> Any:
+        xg.grad = None
+        y.backward(gt, retain_graph=True)
+        return xg.grad
+
+    return Candidate(name + " (autograd backward)", bcall, host, sync=torch.cuda.synchronize)
+
+
+def _run_cuda(args: argparse.Namespace, repeat: int, dtype: np.dtype,
+              workloads: list[_workloads.Workload]) -> int:
+    import roicore
+
+    cupy, desc = _cuda_device()
+    directions = {"forward": ["fwd"], "backward": ["bwd"], "both": ["fwd", "bwd"]}[
+        args.direction]
+    peers, notes = _cuda_peers()
+
+    print(f"roicore {roicore.__version__} bench: {desc}, CuPy {cupy.__version__}, "
+          f"{platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+    lay = "NCHW and NHWC" if args.layout == "both" else args.layout
+    print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), device cuda (T: -), "
+          f"{repeat} repeats round-robin after 1 warm-up, device synchronised around each call"
+          f"{', QUICK (reduced workloads)' if args.quick else ''}")
+    print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none found"))
+    for n in notes:
+        print("  " + n)
+    for w in workloads:
+        print("  " + w.describe())
+    print("checks off = inside roicore.gpu_checks(False) (no RoI check, no host sync)")
+    print("ratio = median / roicore's median (above 1: roicore is faster)\n", flush=True)
+
+    cases: list[Case] = []
+    for w in workloads:
+        cases.extend(_cuda_cases(cupy, w, directions, dtype, args.layout, peers))
     _time_cases(cases, repeat, progress=not args.no_progress)
     for line in _report(cases):
         print(line)
