@@ -16,10 +16,10 @@ Skipped with reason "no CUDA device" when CuPy is missing or sees no device.
 from __future__ import annotations
 
 import warnings
-import zlib
 
 import numpy as np
 import pytest
+from cases import C, H, N, W, case_id, case_rng, make_input, make_rois
 
 import roicore
 from roicore import _gpu_config
@@ -37,7 +37,6 @@ except Exception:  # CuPy missing, no driver, no device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason="no CUDA device")]
 
-N, C, H, W = 2, 3, 9, 11
 DTYPES = [np.float32, np.float64, np.float16]
 LAYOUTS = ["NCHW", "NHWC"]
 SCALES = [1.0, 0.5, 1.0 / 16]
@@ -69,84 +68,6 @@ CONFIGS = (
 def _cid(cfg):
     op, kw = cfg
     return op + "-" + "-".join(f"{k}={v}" for k, v in kw.items())
-
-
-def _ids(v):
-    return v.__name__ if isinstance(v, type) else repr(v)
-
-
-def case_rng(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def make_input(rng, dtype, shape=(N, C, H, W)):
-    """Distinct values (no ties in the max modes); exact in float16."""
-    n = int(np.prod(shape))
-    base = rng.permutation(n).astype(np.float64) - n / 2
-    if dtype != np.float16:
-        base = base + rng.uniform(0.05, 0.95, n)
-    return (base / 64).reshape(shape).astype(dtype)
-
-
-def make_rois(rng, scale, n_batch=N, h=H, w=W, k=14):
-    """(k, 5) float64 RoIs in image coordinates, every kind of box."""
-
-    def interval(kind, size):
-        if kind == "inside":
-            a = rng.uniform(0, size - 1)
-            return a, a + rng.uniform(0.5, size - a)
-        if kind == "partial":
-            if rng.random() < 0.5:
-                return rng.uniform(-4, 0), rng.uniform(1, size)
-            return rng.uniform(0, size - 1), rng.uniform(size, size + 4)
-        if kind == "outside":
-            a = rng.uniform(size + 1.5, size + 6) if rng.random() < 0.5 else rng.uniform(-9, -4)
-            return a, a + rng.uniform(0, 2)
-        if kind == "degenerate":
-            a = rng.uniform(1, size)
-            return a, a - rng.uniform(0.1, 1.5)
-        if kind == "very_degenerate":
-            a = rng.uniform(size / 2, size + 2)
-            return a, a - rng.uniform(3.5, 8)
-        if kind == "tiny":
-            a = rng.uniform(0, size - 1)
-            return a, a + rng.uniform(0.01, 0.45)
-        if kind == "huge":
-            c = rng.uniform(0, size)
-            return c - 5 * size, c + 5 * size
-        if kind == "half":
-            a = rng.integers(-3, size) + 0.5
-            return a, a + rng.integers(0, size) + 0.5
-        a = float(rng.integers(-2, size))  # integer
-        return a, a + float(rng.integers(0, size))
-
-    kinds = [
-        "inside",
-        "inside",
-        "partial",
-        "partial",
-        "outside",
-        "degenerate",
-        "very_degenerate",
-        "tiny",
-        "huge",
-        "half",
-        "integer",
-        "inside",
-        "partial",
-        "tiny",
-    ]
-    rows = []
-    for kind in kinds[:k]:
-        other = kind if rng.random() < 0.5 else "inside"
-        x1, x2 = interval(kind, w)
-        y1, y2 = interval(other, h)
-        if rng.random() < 0.5:
-            (x1, x2), (y1, y2) = interval(other, w), interval(kind, h)
-        rows.append([rng.integers(0, n_batch), x1, y1, x2, y2])
-    rois = np.array(rows, dtype=np.float64)
-    rois[:, 1:] /= scale
-    return rois
 
 
 def to_layout(a, layout):
@@ -194,7 +115,7 @@ def _case(cfg, dtype, layout, scale, out_size=(3, 2)):
     op, kw = cfg
     rng = case_rng(op, sorted(kw.items()), dtype.__name__, layout, scale)
     x = to_layout(make_input(rng, dtype), layout)
-    rois = make_rois(rng, scale)
+    rois = make_rois(rng, scale, k=14)
     kw = {"spatial_scale": scale, "layout": layout, **kw}
     cpu_out = FWD[op](x, rois, out_size, **kw)
     grad = rng.standard_normal(cpu_out.shape).astype(dtype)
@@ -204,9 +125,9 @@ def _case(cfg, dtype, layout, scale, out_size=(3, 2)):
 # --------------------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cid)
 def test_gpu_matches_cpu(cfg, dtype, layout, scale):
     op, kw, x, rois, grad, cpu_out = _case(cfg, dtype, layout, scale)
@@ -241,7 +162,7 @@ def test_gpu_matches_cpu(cfg, dtype, layout, scale):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=case_id)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cid)
 def test_bit_exact_with_cpu(cfg, dtype, layout):
     # design claim: same operations in the same order, no FMA contraction
@@ -258,7 +179,7 @@ def test_deterministic_many_overlapping_rois(cfg):
     op, kw = cfg
     rng = case_rng("overlap", op, sorted(kw.items()))
     x = make_input(rng, np.float32, (2, 4, 16, 17))
-    base = make_rois(rng, 1.0, h=16, w=17)
+    base = make_rois(rng, 1.0, h=16, w=17, k=14)
     shifts = [np.array([0, dx, dy, dx, dy]) for dx in (0, 0.25, 0.5) for dy in (0, 0.5)]
     rois = np.concatenate([base + d for d in shifts] * 3)
     grad = rng.standard_normal((len(rois), 4, 3, 3)).astype(np.float32)
@@ -424,11 +345,11 @@ def test_empty_rois(cfg):
         assert gi.shape == x.shape and not h(gi).any()
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_out_parameter(dtype):
     rng = case_rng("out", dtype.__name__)
     x = make_input(rng, dtype)
-    rois = make_rois(rng, 1.0)
+    rois = make_rois(rng, 1.0, k=14)
     buf = cupy.empty((len(rois), C, 3, 3), dtype)
     res = roicore.roi_align(g(x), g(rois), 3, out=buf)
     assert res is buf
@@ -451,7 +372,7 @@ def test_non_contiguous_input_and_integer_rois():
 def test_rois_as_list():
     rng = case_rng("list")
     x = make_input(rng, np.float64)
-    rois = make_rois(rng, 1.0)
+    rois = make_rois(rng, 1.0, k=14)
     rois = rois[np.argsort(rois[:, 0], kind="stable")]
     as_list = [g(rois[rois[:, 0] == b, 1:]) for b in range(N)]
     for op, fwd in FWD.items():
@@ -462,7 +383,7 @@ def test_rois_as_list():
 def test_runs_on_the_current_stream():
     rng = case_rng("stream")
     x = make_input(rng, np.float32)
-    rois = make_rois(rng, 1.0)
+    rois = make_rois(rng, 1.0, k=14)
     exp = roicore.roi_align(x, rois, 3, sampling_ratio=2)
     grad = rng.standard_normal(exp.shape).astype(np.float32)
     exp_grad = roicore.roi_align_backward(grad, x, rois, 3, sampling_ratio=2)
@@ -482,7 +403,7 @@ def test_no_device_sync_when_checks_are_off():
         pytest.skip("this CuPy has no cupyx.allow_synchronize")
     rng = case_rng("nosync")
     x = make_input(rng, np.float32)
-    rois = make_rois(rng, 1.0)
+    rois = make_rois(rng, 1.0, k=14)
     xg, rg = g(x), g(rois)
     for op in FWD:  # compile outside the guarded block
         BWD[op](FWD[op](xg, rg, 2), xg, rg, 2, deterministic=True)
@@ -500,7 +421,7 @@ def test_second_device_if_present():
         pytest.skip("one CUDA device")
     rng = case_rng("dev1")
     x = make_input(rng, np.float32)
-    rois = make_rois(rng, 1.0)
+    rois = make_rois(rng, 1.0, k=14)
     with cupy.cuda.Device(1):
         xg, rg = g(x), g(rois)
     out = roicore.roi_align(xg, rg, 3)  # current device is 0, data on 1

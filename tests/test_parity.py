@@ -7,108 +7,17 @@ layouts and compares forward and backward against the oracle run in the compute 
 (float16 is compared with the float32 oracle cast to float16).
 """
 
-import zlib
-
 import numpy as np
 import pytest
 import reference as ref
+from cases import C, H, N, W, case_id, case_rng, make_input, make_rois
 
 import roicore
 
-N, C, H, W = 2, 3, 9, 11  # non-square map, non-square outputs: H/W mix-ups show up
 DTYPES = [np.float32, np.float64, np.float16]
 SCALES = [1.0, 0.5, 1.0 / 16]
 SAMPLING = [-1, 0, 1, 2]
 OUT_SIZES = [(3, 2), (2, 3)]
-
-
-def _ids(v):
-    if isinstance(v, type):
-        return v.__name__
-    return repr(v)
-
-
-def case_rng(*key):
-    """RNG seeded from the case parameters (stable across runs and processes)."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def make_input(rng, dtype, shape=(N, C, H, W)):
-    """Distinct values (no ties for the max modes).
-
-    float16 gets multiples of 1/64 (exact in float16); the wider types get an additional
-    random fraction so their mantissas are fully used.
-    """
-    n = int(np.prod(shape))
-    base = rng.permutation(n).astype(np.float64) - n / 2
-    if dtype != np.float16:
-        base = base + rng.uniform(0.05, 0.95, n)
-    return (base / 64).reshape(shape).astype(dtype)
-
-
-def make_rois(rng, scale, n_batch=N, h=H, w=W, k=12):
-    """(k, 5) float64 RoIs in image coordinates (feature coordinates / scale)."""
-
-    def interval(kind, size):
-        if kind == "inside":
-            a = rng.uniform(0, size - 1)
-            return a, a + rng.uniform(0.5, size - a)
-        if kind == "partial":
-            if rng.random() < 0.5:
-                return rng.uniform(-4, 0), rng.uniform(1, size)
-            return rng.uniform(0, size - 1), rng.uniform(size, size + 4)
-        if kind == "outside":
-            if rng.random() < 0.5:
-                a = rng.uniform(size + 1.5, size + 6)
-                return a, a + rng.uniform(0, 3)
-            a = rng.uniform(-9, -4)
-            return a, a + rng.uniform(0, 2)
-        if kind == "degenerate":
-            a = rng.uniform(1, size)
-            return a, a - rng.uniform(0.1, 1.5)
-        if kind == "very_degenerate":  # x2 < x1 by more than the output size
-            a = rng.uniform(size / 2, size + 2)
-            return a, a - rng.uniform(3.5, 8)
-        if kind == "tiny":
-            a = rng.uniform(0, size - 1)
-            return a, a + rng.uniform(0.01, 0.45)
-        if kind == "huge":
-            c = rng.uniform(0, size)
-            return c - 5 * size, c + 5 * size
-        if kind == "half":  # exact .5 coordinates in feature space: C round goes away from 0
-            a = rng.integers(-3, size) + 0.5
-            return a, a + rng.integers(0, size) + 0.5
-        if kind == "integer":
-            a = float(rng.integers(-2, size))
-            return a, a + float(rng.integers(0, size))
-        raise AssertionError(kind)
-
-    kinds = [
-        "inside",
-        "inside",
-        "partial",
-        "partial",
-        "outside",
-        "degenerate",
-        "very_degenerate",
-        "tiny",
-        "huge",
-        "half",
-        "integer",
-    ]
-    kinds = (kinds + list(rng.choice([*kinds[:6], "tiny", "half"], size=max(0, k - 11))))[:k]
-    rows = []
-    for kind in kinds:
-        # mix categories between the axes a little: the other axis is usually "inside"
-        other = kind if rng.random() < 0.5 else "inside"
-        x1, x2 = interval(kind, w)
-        y1, y2 = interval(other, h)
-        if rng.random() < 0.5:
-            (x1, x2), (y1, y2) = interval(other, w), interval(kind, h)
-        rows.append([rng.integers(0, n_batch), x1, y1, x2, y2])
-    rois = np.array(rows, dtype=np.float64)
-    rois[:, 1:] /= scale
-    return rois
 
 
 def to_nhwc(a):
@@ -204,10 +113,10 @@ def _pool_check(x, rois, out_size, scale, bins, dtype, rng):
     return hits
 
 
-@pytest.mark.parametrize("out_size", OUT_SIZES, ids=_ids)
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("out_size", OUT_SIZES, ids=case_id)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_pool(dtype, bins, scale, out_size):
     rng = case_rng("pool", dtype.__name__, bins, scale, out_size)
     x = make_input(rng, dtype)
@@ -216,7 +125,7 @@ def test_roi_pool(dtype, bins, scale, out_size):
 
 
 @pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_pool_ties_first_wins(dtype, bins):
     # only 4 distinct values: lots of ties, the first in row-major order must win (checked via
     # the backward, which must put the gradient on exactly the oracle's pixel)
@@ -229,7 +138,7 @@ def test_roi_pool_ties_first_wins(dtype, bins):
         _pool_check(x, r[None], (3, 2), 1.0, bins, dtype, rng)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_pool_nan_and_neg_inf(dtype):
     rng = case_rng("pool-nan", dtype.__name__)
     x = make_input(rng, dtype)
@@ -245,11 +154,11 @@ def test_roi_pool_nan_and_neg_inf(dtype):
 # --------------------------------------------------------------------------- RoI Align
 
 
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("mode", ["avg", "max"])
 @pytest.mark.parametrize("sampling_ratio", SAMPLING)
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_align(dtype, aligned, sampling_ratio, mode, scale):
     rng = case_rng("align", dtype.__name__, aligned, sampling_ratio, mode, scale)
     out_size = OUT_SIZES[rng.integers(2)]
@@ -275,18 +184,18 @@ def test_roi_align(dtype, aligned, sampling_ratio, mode, scale):
 # --------------------------------------------------------------------------- RoI Warp
 
 
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("mode", ["avg", "max"])
 @pytest.mark.parametrize("sampling_ratio", SAMPLING)
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_warp(dtype, sampling_ratio, mode, scale):
     _warp_case(dtype, sampling_ratio, mode, scale, None)
 
 
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("mode", ["avg", "max"])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1])
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_warp_mnc(dtype, sampling_ratio, mode, scale):
     _warp_case(dtype, sampling_ratio, mode, scale, "mnc")
 
@@ -308,10 +217,10 @@ def _warp_case(dtype, sampling_ratio, mode, scale, compat):
         assert_matches(got_grad, ref_grad, dtype, f"roi_warp backward ({name})")
 
 
-@pytest.mark.parametrize("scale", SCALES, ids=_ids)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
 @pytest.mark.parametrize("mode", ["avg", "max"])
 @pytest.mark.parametrize("sampling_ratio", SAMPLING)
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_roi_warp_is_align_on_quantized_rois(dtype, sampling_ratio, mode, scale):
     # roicore vs roicore: roi_warp(x, r, s) == roi_align(x, round(r * s), 1.0, aligned=False)
     rng = case_rng("warp-identity", dtype.__name__, sampling_ratio, mode, scale)
@@ -412,7 +321,7 @@ def test_rois_as_list_and_int_output_size(op):
 
 @pytest.mark.parametrize("shape", [(1, 2, 1, 7), (1, 2, 6, 1), (2, 1, 1, 1), (1, 1, 2, 2)])
 @pytest.mark.parametrize("op", list(OPS))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=case_id)
 def test_tiny_maps(op, shape, dtype):
     # 1-pixel-high / 1-pixel-wide maps exercise the last-row / last-column clamp everywhere
     fwd, bwd, rfwd, rbwd, kw = OPS[op]
@@ -495,9 +404,9 @@ ODD_SCALE_OPS = {
 }
 
 
-@pytest.mark.parametrize("scale", [1.0 / 3, 0.3, 0.7], ids=_ids)
+@pytest.mark.parametrize("scale", [1.0 / 3, 0.3, 0.7], ids=case_id)
 @pytest.mark.parametrize("op", list(ODD_SCALE_OPS))
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_inexact_spatial_scale(dtype, op, scale):
     # spatial_scale is not representable: it must be rounded to T before use (x1 * T(s))
     rfwd, rbwd, fwd, bwd, kw = ODD_SCALE_OPS[op]
@@ -530,7 +439,7 @@ MAX_TIE_CASES = [
 
 
 @pytest.mark.parametrize(("op", "sampling_ratio", "aligned"), MAX_TIE_CASES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
 def test_max_mode_ties(dtype, op, sampling_ratio, aligned):
     # a map with 3 distinct integer values and integer-ish RoIs: many bilinear samples tie
     # (exactly, or up to an ulp of the same arithmetic); the first in (iy, ix) order must win,
