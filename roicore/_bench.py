@@ -393,11 +393,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeat must be >= 1; got {repeat}")
     dtype = np.dtype(args.dtype)
     workloads = _workload_list(args.workload, args.quick)
-    if getattr(args, "device", "cpu") == "cuda":
-        return _run_cuda(args, repeat, dtype, workloads)
-    thread_counts = _threads(args.threads)
     directions = {"forward": ["fwd"], "backward": ["bwd"], "both": ["fwd", "bwd"]}[
         args.direction]
+    if getattr(args, "device", "cpu") == "cuda":
+        return _run_cuda(args, repeat, dtype, workloads, directions)
+    thread_counts = _threads(args.threads)
     peers, notes = _peers_available()
 
     print(f"roicore {roicore.__version__} bench: {platform.machine()}, "
@@ -409,16 +409,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), threads "
           f"{','.join(map(str, thread_counts))}, {repeat} repeats round-robin after 1 warm-up"
           f"{', QUICK (reduced workloads)' if args.quick else ''}")
+    _print_context(peers, notes, workloads)
+    cases: list[Case] = []
+    for w in workloads:
+        cases.extend(_cases(w, directions, thread_counts, dtype, args.layout, peers))
+    return _time_and_report(cases, repeat, args)
+
+
+def _print_context(peers: dict[str, str], notes: list[str],
+                   workloads: list[_workloads.Workload], *extra: str) -> None:
+    """The header lines shared by the CPU and CUDA tables."""
     print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none found"))
     for n in notes:
         print("  " + n)
     for w in workloads:
         print("  " + w.describe())
+    for line in extra:
+        print(line)
     print("ratio = median / roicore's median (above 1: roicore is faster)\n", flush=True)
 
-    cases: list[Case] = []
-    for w in workloads:
-        cases.extend(_cases(w, directions, thread_counts, dtype, args.layout, peers))
+
+def _time_and_report(cases: list[Case], repeat: int, args: argparse.Namespace) -> int:
     _time_cases(cases, repeat, progress=not args.no_progress)
     for line in _report(cases):
         print(line)
@@ -585,12 +596,10 @@ def _torchvision_cuda_candidate(w: _workloads.Workload, d: str, x: np.ndarray,
 
 
 def _run_cuda(args: argparse.Namespace, repeat: int, dtype: np.dtype,
-              workloads: list[_workloads.Workload]) -> int:
+              workloads: list[_workloads.Workload], directions: list[str]) -> int:
     import roicore
 
     cupy, desc = _cuda_device()
-    directions = {"forward": ["fwd"], "backward": ["bwd"], "both": ["fwd", "bwd"]}[
-        args.direction]
     peers, notes = _cuda_peers()
 
     print(f"roicore {roicore.__version__} bench: {desc}, CuPy {cupy.__version__}, "
@@ -600,18 +609,9 @@ def _run_cuda(args: argparse.Namespace, repeat: int, dtype: np.dtype,
     print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), device cuda (T: -), "
           f"{repeat} repeats round-robin after 1 warm-up, device synchronised around each call"
           f"{', QUICK (reduced workloads)' if args.quick else ''}")
-    print("peers: " + (", ".join(f"{k} {v}" for k, v in peers.items()) or "none found"))
-    for n in notes:
-        print("  " + n)
-    for w in workloads:
-        print("  " + w.describe())
-    print("checks off = inside roicore.gpu_checks(False) (no RoI check, no host sync)")
-    print("ratio = median / roicore's median (above 1: roicore is faster)\n", flush=True)
-
+    _print_context(peers, notes, workloads,
+                   "checks off = inside roicore.gpu_checks(False) (no RoI check, no host sync)")
     cases: list[Case] = []
     for w in workloads:
         cases.extend(_cuda_cases(cupy, w, directions, dtype, args.layout, peers))
-    _time_cases(cases, repeat, progress=not args.no_progress)
-    for line in _report(cases):
-        print(line)
-    return 0
+    return _time_and_report(cases, repeat, args)
