@@ -275,7 +275,8 @@ def roi_pool(
     Examples
     --------
     >>> import dask.array as da, numpy as np, roicore.dask
-    >>> x = da.from_array(np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4), chunks=1)
+    >>> x = da.from_array(np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4),
+    ...                   chunks=(1, -1, -1, -1))
     >>> boxes = np.array([[1, 0, 0, 3, 3], [0, 0, 0, 3, 3]], np.float32)
     >>> roicore.dask.roi_pool(x, boxes, 1).compute().ravel()
     array([31., 15.], dtype=float32)
@@ -316,7 +317,8 @@ def roi_align(
     Examples
     --------
     >>> import dask.array as da, numpy as np, roicore.dask
-    >>> x = da.from_array(np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4), chunks=1)
+    >>> x = da.from_array(np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4),
+    ...                   chunks=(1, -1, -1, -1))
     >>> boxes = [np.zeros((0, 4)), np.array([[0, 0, 2, 2]])]
     >>> roicore.dask.roi_align(x, boxes, 1, aligned=True).compute().ravel()
     array([18.5], dtype=float32)
