@@ -237,7 +237,25 @@ def _build(op: str, input: Any, rois: Any, plan_fn: Any, plan_args: tuple,
     # Boxes not grouped by image chunk: put the rows back in input order.
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.shape[0])
-    return grouped[inverse]
+    out = grouped[inverse]
+    extra = len(out.dask) - len(grouped.dask)
+    if extra > max(_PERMUTATION_WARN * nchunks, 256):
+        warnings.warn(
+            f"roicore.dask: the boxes are not grouped by image chunk, so putting the rows "
+            f"back in input order adds an all-to-all step of {extra} tasks across "
+            f"{nchunks} image chunks (the pooling itself is {nchunks} tasks). Sort the "
+            f"boxes by image first (order = np.argsort(rois[:, 0], kind='stable'); "
+            f"rois = rois[order], and reorder labels with the same `order`) for a graph "
+            f"of one task per chunk.",
+            PerformanceWarning,
+            stacklevel=3,
+        )
+    return out
+
+
+#: Warn when restoring the input order costs more than this many tasks per image chunk
+#: (and more than 256 tasks in all).
+_PERMUTATION_WARN = 8
 
 
 # --------------------------------------------------------------------------- public API

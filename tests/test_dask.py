@@ -214,9 +214,13 @@ def test_unsorted_boxes_add_one_permutation_step():
     x = da.from_array(xn, chunks=(2, -1, -1, -1))
     rois = np.concatenate([rng.integers(0, n, k)[:, None].astype(np.float32),
                            rng.uniform(0, 4, (k, 2)), rng.uniform(4, 8, (k, 2))], 1)
-    lazy = rd.roi_align(x, rois, 2)
+    with pytest.warns(PerformanceWarning, match="not grouped by image chunk.*argsort"):
+        lazy = rd.roi_align(x, rois, 2)
     assert len(_tasks(lazy)) == nchunks
     assert len(lazy.dask) < 4 * nchunks * nchunks < k
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # grouped by image: no permutation, no warning
+        rd.roi_align(x, rois[np.argsort(rois[:, 0], kind="stable")], 2)
     assert np.array_equal(lazy.compute(scheduler="sync"), roicore.roi_align(xn, rois, 2))
 
 
