@@ -142,6 +142,13 @@ def _as_dask_input(input: Any) -> Any:
             f"dask.array.from_zarr(...), or call roicore.{{roi_pool,roi_align,roi_warp}} "
             f"directly on a NumPy array."
         )
+    meta = getattr(input, "_meta", None)
+    if meta is not None and not isinstance(meta, np.ndarray):
+        raise TypeError(
+            f"roicore.dask runs on NumPy (CPU) blocks; `input`'s blocks are "
+            f"{type(meta).__module__}.{type(meta).__name__}. Convert them with "
+            f"input.map_blocks(numpy.asarray) (for CuPy: lambda b: b.get())"
+        )
     if input.ndim >= 1 and any(np.isnan(c) for c in input.chunks[0]):
         raise ValueError(
             "`input` has unknown chunk sizes along N (e.g. after boolean indexing): boxes "
@@ -186,7 +193,7 @@ def _whole_maps(input: Any) -> Any:
             f"(chunks along N are kept). Store the features with chunks (n, C, H, W) / "
             f"(n, H, W, C) to avoid this rechunk.",
             PerformanceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         input = input.rechunk({1: -1, 2: -1, 3: -1})
     return input

@@ -318,3 +318,23 @@ def test_docstring_examples():
 
     res = doctest.testmod(rd, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 2 and res.failed == 0
+
+
+def test_end_to_end_script_runs():
+    """benchmarks/dask_roi_features.py at a tiny size (no timing is checked): Zarr store ->
+    roicore.dask.roi_align on a LocalCluster, checked against the in-memory call inside the
+    script, then the RoIPooler-layout rows into scikit-learn."""
+    pytest.importorskip("zarr", reason="zarr not installed (the script's store)")
+    script = os.path.join(ROOT, "benchmarks", "dask_roi_features.py")
+    if not os.path.exists(script):
+        pytest.skip("benchmarks/ is not shipped with an installed roicore")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    res = subprocess.run(
+        [sys.executable, script, "--images", "8", "--channels", "4", "--size", "16",
+         "--boxes", "6", "--chunk", "3", "--workers", "1", "--repeat", "1"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "dask 1 worker compute -> client" in res.stdout
+    assert "peak RSS per worker" in res.stdout
+    if "scikit-learn: RoIPooler-layout rows" not in res.stdout:
+        assert "classifier step skipped" in res.stdout
