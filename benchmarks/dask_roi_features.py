@@ -14,8 +14,9 @@
    and brought back to the client (``compute``).
 3. Against one in-memory ``roicore.roi_align`` call on the same data (already
    in RAM, and read from the same Zarr store): the overhead of the dask path.
-4. Peak memory per worker process (``ru_maxrss`` of each worker, via
-   ``client.run``) before and after the runs.
+4. Peak memory per worker process: its RSS sampled every 5 ms by a thread
+   started on each worker (``client.run``) during the persist runs and
+   during the compute runs, and when idle.
 5. Optionally (on by default; ``--no-classifier`` skips it) the scikit-learn
    step: rows flattened channel-major exactly as ``roicore.sklearn.RoIPooler``
    does (checked on a few images), then an ``SGDClassifier`` trained with
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -51,12 +51,6 @@ def _importable(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-def _worker_peak_rss_mib() -> float:
-    """Peak resident memory of this process since it started (MiB); runs on each worker."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
 def _start_rss_sampler(dask_worker, interval: float = 0.005) -> float:
@@ -103,7 +97,7 @@ def _make_data(path: str, n: int, c: int, hw: int, per_image: int, chunk: int,
             for (x1, y1), (w, h), lab in zip(xy, wh, y, strict=True):
                 a, b = int(y1 / stride), int(np.ceil((y1 + h) / stride))
                 e, f = int(x1 / stride), int(np.ceil((x1 + w) / stride))
-                block[i, : max(1, c // 4), a:b, e:f] += 1.0 if lab else -1.0
+                block[i, : max(1, c // 4), a:b, e:f] += 2.0 if lab else -2.0
             rois.append(np.column_stack([np.full(per_image, s + i), xy, xy + wh]))
             labels.append(y)
         z[s:s + block.shape[0]] = block
@@ -217,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                                        dashboard_address=":0")
                 client = Client(cluster)
             try:
-                before = client.run(_start_rss_sampler)
+                idle = client.run(_start_rss_sampler)
                 runs = iter(range(10**9))
 
                 def fresh(runs=runs):
@@ -238,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
                     wait(f)
                     del f
 
+                client.run(_stop_rss_sampler)
+                client.run(_start_rss_sampler)
                 t_p, _ = _timed(persist, a.repeat)
+                peak_p = client.run(_stop_rss_sampler)
+                client.run(_start_rss_sampler)
                 t_c, _ = _timed(lambda: fresh().compute(), a.repeat)
-                after = client.run(_stop_rss_sampler)
-                peaks[label] = (before, after, client.run(_worker_peak_rss_mib))
+                peak_c = client.run(_stop_rss_sampler)
+                peaks[label] = (idle, peak_p, peak_c)
                 name = f"dask {label}"
                 print(f"{name + f' persist ({ntasks} tasks)':44s} {t_p:9.3f} {K / t_p:11.0f}"
                       f" {t_p / t_mem:12.2f}x")
@@ -256,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         out_mib = K * a.channels * size * size * 4 / 2**20
         chunk_mib = a.chunk * a.channels * a.size * a.size * 4 / 2**20
-        print(f"peak RSS per worker process during the runs (sampled every 5 ms; one input "
-              f"chunk is {chunk_mib:.1f} MiB, the whole output {out_mib:.1f} MiB):")
-        for label, (before, after, maxrss) in peaks.items():
-            cells = ", ".join(f"{after[w]:.0f} MiB (idle {before[w]:.0f}, ru_maxrss "
-                              f"{maxrss[w]:.0f})" for w in sorted(after))
+        print(f"peak RSS per worker process (sampled every 5 ms; one input chunk is "
+              f"{chunk_mib:.1f} MiB, the whole output {out_mib:.1f} MiB; compute's peak "
+              f"includes dask's final concatenation of the output on one worker):")
+        for label, (idle, peak_p, peak_c) in peaks.items():
+            cells = "; ".join(f"persist {peak_p[w]:.0f} MiB, compute {peak_c[w]:.0f} MiB "
+                              f"(idle {idle[w]:.0f})" for w in sorted(idle))
             print(f"  {label}: {cells}")
     finally:
         if tmp is not None:
