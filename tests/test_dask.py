@@ -174,6 +174,28 @@ def test_zarr_like_lazy_source_and_local_schedulers():
         assert np.array_equal(lazy.compute(scheduler=scheduler), expect)
 
 
+def _poisoned(x, bad_chunks):
+    """``x`` as a dask array whose chunks in ``bad_chunks`` raise when they are read."""
+    def load(block, block_info=None):
+        if block_info[0]["chunk-location"][0] in bad_chunks:
+            raise RuntimeError("this chunk must not be read")
+        return block
+
+    return chunked(x).map_blocks(load, dtype=x.dtype)
+
+
+def test_lazy_and_chunks_without_boxes_are_never_read():
+    x, rois = data()
+    rd.roi_align(_poisoned(x, {0, 1, 2, 3}), rois, 2, 0.5)  # building reads nothing
+    rois = rois[(rois[:, 0] < 2) | (rois[:, 0] >= 6)]  # UNEVEN chunks: only 0 and 3 have boxes
+    for r in (rois, rois[np.argsort(rois[:, 0], kind="stable")]):  # unsorted, sorted
+        lazy = rd.roi_align(_poisoned(x, {1, 2}), r, 2, 0.5)
+        assert np.array_equal(lazy.compute(scheduler="sync"), roicore.roi_align(x, r, 2, 0.5))
+    assert lazy.chunks[0][1:3] == (0, 0)
+    with pytest.raises(RuntimeError, match="must not be read"):
+        rd.roi_align(_poisoned(x, {3}), rois, 2, 0.5).compute(scheduler="sync")
+
+
 # --------------------------------------------------------------------------- graph
 def _tasks(lazy):
     return dict(lazy.dask.layers[next(n for n in lazy.dask.layers if n.startswith("roicore-"))])
