@@ -9,6 +9,10 @@ given as shape (4,)).  ``transform`` returns a 2-D array with one row per box
 :class:`~sklearn.pipeline.Pipeline` can end in any classifier or regressor
 fitted with one label per box.
 
+``transform`` pools all boxes whose maps share a shape in one roicore call
+(the distinct maps stacked into an (N, C, H, W) batch, in place when they are
+consecutive slices of one array), so its cost is that of one batched call.
+
 Cross-validation splits X and y along the same axis, so for
 ``cross_val_score`` / ``GridSearchCV`` give each sample exactly one box:
 :func:`one_box_per_sample` rewrites a data set that way (the feature maps are
@@ -136,6 +140,9 @@ class _Batch:
         index: dict[int, int] = {}
         self.maps: list[Any] = []  # validated NumPy/CuPy maps
         self.first_sample: list[int] = []  # a sample of each map, for error messages
+        # the maps as given, alive until the end of the call so that no id() is reused
+        # (a sequence may build its items on the fly; a converted map may drop its original)
+        self._given: list[Any] = []
         map_of_sample: list[int] = []
         counts: list[int] = []
         boxes: list[np.ndarray] = []
@@ -150,6 +157,7 @@ class _Batch:
                 j = index[id(fmap)] = len(self.maps)
                 self.maps.append(fmap if _is_plain_map(fmap) else _as_map(fmap, i))
                 self.first_sample.append(i)
+                self._given.append(fmap)
             map_of_sample.append(j)
             if type(b) is np.ndarray and b.dtype.kind in "fiu" and b.shape == (4,):
                 boxes.append(b[None])

@@ -323,6 +323,22 @@ def test_batch_views_need_no_copy(monkeypatch, method):
     np.testing.assert_array_equal(out2, ref)
 
 
+def test_sequence_building_maps_on_the_fly():
+    # every X[i] is a fresh (integer, hence converted) map, as from a lazily loading
+    # data set: each box must be pooled from its own map (maps are keyed by identity)
+    from collections.abc import Sequence
+
+    class Lazy(Sequence):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, i):
+            return (np.full((1, 6, 6), i, np.int32), [0, 0, 4, 4])
+
+    out = RoIPooler(output_size=1).transform(Lazy())
+    np.testing.assert_array_equal(out[:, 0], np.arange(50.0))
+
+
 def test_transform_mixed_dtypes_and_empty():
     X, _ = blob_data(n_images=2)
     f64 = X[1][0].astype(np.float64)
