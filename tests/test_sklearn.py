@@ -406,3 +406,20 @@ def test_cross_val_score_natural_layout():
     np.testing.assert_array_equal(yb2, y)
     with pytest.raises(ValueError, match=r"y\[2\] must have one label per box"):
         one_box_per_sample(X, [*per_image[:2], [1], *per_image[3:]])
+
+
+@pytest.mark.gpu
+def test_cupy_maps_are_pooled_on_the_gpu():
+    cupy = pytest.importorskip("cupy", reason="no CUDA device (CuPy not installed)")
+    try:
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        pytest.skip("no CUDA device")
+    X, _ = blob_data(n_images=6)
+    Xb, _, _ = one_box_per_sample(X)
+    p = RoIPooler(output_size=3, sampling_ratio=2)
+    out = p.transform([(cupy.asarray(f), b) for f, b in Xb[:8]] + Xb[8:])  # GPU + CPU maps
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, p.transform(Xb), rtol=1e-5, atol=1e-6)
