@@ -137,38 +137,40 @@ class _Batch:
 
     def __init__(self, X: Any) -> None:
         _check_X(X)
+        n = len(X)
+        samples = X if isinstance(X, (list, tuple)) else [X[i] for i in range(n)]
+        if all(type(s) is tuple and len(s) == 2 for s in samples):
+            given = [s[0] for s in samples]
+            boxes = [s[1] for s in samples]
+        else:
+            pairs = [_pair(s, i) for i, s in enumerate(samples)]
+            given = [p[0] for p in pairs]
+            boxes = [p[1] for p in pairs]
+        # distinct maps by identity; `given` keeps every map alive until the end of the
+        # call, so no id() is reused (a sequence may build its items on the fly)
+        self._given = given
         index: dict[int, int] = {}
-        self.maps: list[Any] = []  # validated NumPy/CuPy maps
-        self.first_sample: list[int] = []  # a sample of each map, for error messages
-        # the maps as given, alive until the end of the call so that no id() is reused
-        # (a sequence may build its items on the fly; a converted map may drop its original)
-        self._given: list[Any] = []
-        map_of_sample: list[int] = []
-        counts: list[int] = []
-        boxes: list[np.ndarray] = []
-        for i in range(len(X)):
-            sample = X[i]
-            if type(sample) is tuple and len(sample) == 2:
-                fmap, b = sample
-            else:
-                fmap, b = _pair(sample, i)
-            j = index.get(id(fmap))
-            if j is None:  # X holds `fmap`, so its id() is stable during this call
-                j = index[id(fmap)] = len(self.maps)
-                self.maps.append(fmap if _is_plain_map(fmap) else _as_map(fmap, i))
-                self.first_sample.append(i)
-                self._given.append(fmap)
-            map_of_sample.append(j)
-            if type(b) is np.ndarray and b.dtype.kind in "fiu" and b.shape == (4,):
-                boxes.append(b[None])
-                counts.append(1)
-            else:
-                b = _as_boxes(b, i)
-                boxes.append(b)
-                counts.append(b.shape[0])
+        map_of_sample = [index.setdefault(k, len(index)) for k in map(id, given)]
+        first = np.unique(np.asarray(map_of_sample, np.intp), return_index=True)[1]
+        self.first_sample: list[int] = first.tolist()  # a sample of each map, for messages
+        self.maps: list[Any] = [  # validated NumPy/CuPy maps
+            given[i] if _is_plain_map(given[i]) else _as_map(given[i], i)
+            for i in self.first_sample
+        ]
         #: (K, 4) float64 boxes in sample order, and the map of each
-        self.boxes = np.concatenate(boxes).astype(np.float64, copy=False)
-        self.map_of_box = np.repeat(np.asarray(map_of_sample, np.intp), counts)
+        stacked = None
+        if all(type(b) is np.ndarray and b.shape == (4,) for b in boxes):
+            stacked = np.stack(boxes)  # one box per sample: the common fast path
+            if stacked.dtype.kind not in "fiu":
+                stacked = None
+        if stacked is not None:
+            self.boxes = stacked.astype(np.float64, copy=False)
+            self.map_of_box = np.asarray(map_of_sample, np.intp)
+        else:
+            arrays = [_as_boxes(b, i) for i, b in enumerate(boxes)]
+            self.boxes = np.concatenate(arrays)
+            self.map_of_box = np.repeat(np.asarray(map_of_sample, np.intp),
+                                        [a.shape[0] for a in arrays])
 
     def groups(self) -> list[tuple[list[int], Any]]:
         """Distinct maps grouped by (array library, shape, dtype): [(map indices, stack)]."""
@@ -182,9 +184,10 @@ class _Batch:
                 out.append((js, _stack([self.maps[j] for j in js])))
                 continue
             # memory order, so that maps cut from one batch stack without a copy
-            addr = {j: self.maps[j].__array_interface__["data"][0] for j in js}
-            js.sort(key=addr.__getitem__)
-            out.append((js, _stack([self.maps[j] for j in js], [addr[j] for j in js])))
+            addr = [self.maps[j].__array_interface__["data"][0] for j in js]
+            order = sorted(range(len(js)), key=addr.__getitem__)
+            js = [js[k] for k in order]
+            out.append((js, _stack([self.maps[j] for j in js], [addr[k] for k in order])))
         return out
 
 
