@@ -499,7 +499,8 @@ def one_box_per_sample(X: Any, y: Any = None) -> tuple[list, Any, np.ndarray]:
 def _labels_per_box(y: Any, counts: list[int]) -> np.ndarray:
     n_boxes = sum(counts)
     ragged = (
-        not isinstance(y, np.ndarray) and len(y) == len(counts) and len(y) > 0
+        (not isinstance(y, np.ndarray) or y.dtype == object)
+        and len(y) == len(counts) and len(y) > 0
         and all(np.ndim(v) == 1 for v in y)
     )
     if ragged:  # one sequence of labels per image

@@ -404,6 +404,9 @@ def test_cross_val_score_natural_layout():
     per_image = [y[4 * i:4 * i + 4].tolist() for i in range(30)]
     _, yb2, _ = one_box_per_sample(X, per_image)
     np.testing.assert_array_equal(yb2, y)
+    ragged = np.empty(30, dtype=object)
+    ragged[:] = [np.asarray(v) for v in per_image]
+    np.testing.assert_array_equal(one_box_per_sample(X, ragged)[1], y)
     with pytest.raises(ValueError, match=r"y\[2\] must have one label per box"):
         one_box_per_sample(X, [*per_image[:2], [1], *per_image[3:]])
 
