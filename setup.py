@@ -4,6 +4,11 @@ OpenMP is detected by compiling a tiny OpenMP program first; a compiler
 without it gives a serial build (with a warning) that still imports, and
 ``roicore.openmp_enabled()`` reports which one you got.  Set
 ``ROICORE_NO_OPENMP=1`` to force the serial build.
+
+The extension is built without debug information and stripped on Linux
+(``-g0``, linker ``-s``): a 0.6 MB extension instead of 2.4 MB.  Set
+``ROICORE_DEBUG=1`` to keep symbols and debug info (``-g``) for a debugger
+or profiler.
 """
 
 import os
@@ -71,19 +76,23 @@ def openmp_flags() -> tuple[list[str], list[str]]:
 
 def extensions() -> list[Extension]:
     omp_compile, omp_link = openmp_flags()
-    compile_args = []
+    compile_args, link_args = [], []
+    debug = os.environ.get("ROICORE_DEBUG", "") not in ("", "0")
     if sys.platform != "win32":
         # -ffp-contract=off keeps a*b+c unfused so results match torchvision
         # and do not depend on the CPU; no -march=native (wheels must run on
-        # any x86-64).
-        compile_args = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c++17"]
+        # any x86-64).  -g0 overrides the -g of Python's own CFLAGS.
+        compile_args = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c++17",
+                        "-g" if debug else "-g0"]
+    if sys.platform.startswith("linux") and not debug:
+        link_args = ["-s"]  # strip the symbol table (the exported PyInit__cpu stays)
     ext = Extension(
         "roicore._cpu",
         ["src/_cpu.pyx"],
         include_dirs=[os.path.join("src", "include"), np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + omp_compile,
-        extra_link_args=omp_link,
+        extra_link_args=omp_link + link_args,
         language="c++",
     )
     return cythonize(

@@ -280,6 +280,8 @@ def test_torch_validation_messages_unchanged(torch):
         ("roicore.sklearn", "sklearn",
          "roicore.sklearn needs scikit-learn: pip install scikit-learn "
          "(or pip install 'roicore[sklearn]')"),
+        ("roicore.jax", "jax",
+         "roicore.jax needs JAX: pip install jax jaxlib (or pip install 'roicore[jax]')"),
     ],
 )
 def test_optional_modules_name_their_install(module, blocked, message):

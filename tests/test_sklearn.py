@@ -243,3 +243,186 @@ def test_docstring_examples():
 
     res = doctest.testmod(roicore.sklearn, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0 and res.attempted > 0
+
+
+# ---------------------------------------------------------------- batching
+def _per_sample(fn, X, *args, **kw):
+    """Oracle: one direct roicore call per sample (the pre-batching behaviour)."""
+    rows = []
+    for f, b in X:
+        b = np.asarray(b, np.float64).reshape(-1, 4)
+        out = fn(np.asarray(f, dtype=np.result_type(f, np.float32))[None], [b], *args, **kw)
+        rows.append(out.reshape(len(b), out[0].size if len(b) else 0))
+    return np.concatenate([r for r in rows if len(r)])
+
+
+def _count_calls(monkeypatch, name):
+    import roicore.sklearn as rs
+
+    calls = []
+    real = getattr(rs._api, name)
+
+    def spy(x, rois, *a, **k):
+        calls.append((x.shape, len(rois)))
+        return real(x, rois, *a, **k)
+
+    monkeypatch.setattr(rs._api, name, spy)
+    return calls
+
+
+def test_transform_is_one_call_per_map_shape(monkeypatch):
+    X, _ = blob_data(n_images=50, seed=7)
+    Xb, _, _ = one_box_per_sample(X)  # 200 one-box samples on 50 shared maps
+    calls = _count_calls(monkeypatch, "roi_align")
+    out = RoIPooler(output_size=3, sampling_ratio=2).transform(Xb)
+    assert calls == [((50, 2, 32, 32), 200)]
+    np.testing.assert_array_equal(out, _per_sample(roicore.roi_align, X, 3, 1.0, 2))
+    # two map shapes, interleaved (and one image without boxes): one call per shape,
+    # rows still in sample order
+    rng = np.random.default_rng(3)
+    mixed = []
+    for i in range(12):
+        size = 16 if i % 2 else 24
+        fmap = rng.random((2, size, size + 3), dtype=np.float32)
+        k = 0 if i == 5 else 1 + i % 3
+        xy = rng.uniform(0, size / 2, (k, 2))
+        mixed.append((fmap, np.hstack([xy, xy + rng.uniform(1, size / 2, (k, 2))])))
+    calls.clear()
+    out = RoIPooler(output_size=(2, 3), sampling_ratio=-1, aligned=True).transform(mixed)
+    assert sorted(c[0] for c in calls) == [(6, 2, 16, 19), (6, 2, 24, 27)]
+    np.testing.assert_array_equal(
+        out, _per_sample(roicore.roi_align, mixed, (2, 3), 1.0, -1, True))
+
+
+@pytest.mark.parametrize("method", ["pool", "align", "warp"])
+def test_batch_views_need_no_copy(monkeypatch, method):
+    # maps cut from one (N, C, H, W) array, given in shuffled order: pooled straight
+    # from that memory (the stacked input shares memory with `batch`)
+    rng = np.random.default_rng(5)
+    batch = rng.random((30, 3, 20, 20), dtype=np.float32)
+    order = rng.permutation(30)
+    X = [(batch[i], rng.uniform(0, 9, 2).tolist() + rng.uniform(10, 19, 2).tolist())
+         for i in order]
+    import roicore.sklearn as rs
+
+    seen = []
+    real = getattr(rs._api, f"roi_{method}")
+    monkeypatch.setattr(rs._api, f"roi_{method}",
+                        lambda x, *a, **k: seen.append(np.shares_memory(x, batch)) or real(
+                            x, *a, **k))
+    out = RoIPooler(method=method, output_size=2, sampling_ratio=2).transform(X)
+    assert seen == [True]
+    fn = getattr(roicore, f"roi_{method}")
+    ref = _per_sample(fn, X, 2) if method == "pool" else _per_sample(fn, X, 2, 1.0, 2)
+    np.testing.assert_array_equal(out, ref)
+    # the same maps as separate copies take the stacking path, same result
+    seen.clear()
+    out2 = RoIPooler(method=method, output_size=2, sampling_ratio=2).transform(
+        [(f.copy(), b) for f, b in X])
+    assert seen == [False]
+    np.testing.assert_array_equal(out2, ref)
+
+
+def test_sequence_building_maps_on_the_fly():
+    # every X[i] is a fresh (integer, hence converted) map, as from a lazily loading
+    # data set: each box must be pooled from its own map (maps are keyed by identity)
+    from collections.abc import Sequence
+
+    class Lazy(Sequence):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, i):
+            return (np.full((1, 6, 6), i, np.int32), [0, 0, 4, 4])
+
+    out = RoIPooler(output_size=1).transform(Lazy())
+    np.testing.assert_array_equal(out[:, 0], np.arange(50.0))
+
+
+def test_transform_mixed_dtypes_and_empty():
+    X, _ = blob_data(n_images=2)
+    f64 = X[1][0].astype(np.float64)
+    out = RoIPooler(output_size=2).transform([X[0], (f64, X[1][1])])
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, _per_sample(roicore.roi_align, [X[0], (f64, X[1][1])], 2))
+    empty = RoIPooler(output_size=2).transform([(X[0][0], np.zeros((0, 4)))])
+    assert empty.shape == (0, 8) and empty.dtype == np.float32
+
+
+# ---------------------------------------------------------------- set_output
+def test_set_output_without_fit():
+    pd = pytest.importorskip("pandas", reason="pandas not installed")
+    X, _ = blob_data(n_images=3)
+    ref = RoIPooler(output_size=2).transform(X)
+    names = RoIPooler(output_size=2).fit(X).get_feature_names_out()
+    p = RoIPooler(output_size=2).set_output(transform="pandas")
+    df = p.transform(X)  # never fitted: no NotFittedError
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == list(names)
+    np.testing.assert_array_equal(df.to_numpy(), ref)
+    assert isinstance(clone(p).transform(X), pd.DataFrame)  # clone keeps the config
+    assert isinstance(p.set_output(transform="default").transform(X), np.ndarray)
+    import sklearn
+
+    with sklearn.config_context(transform_output="pandas"):  # the global switch
+        assert isinstance(RoIPooler(output_size=2).transform(X), pd.DataFrame)
+        assert isinstance(RoIPooler(output_size=2).fit_transform(X), pd.DataFrame)
+    # inside a pipeline, with pandas output all the way through
+    pipe = make_pipeline(RoIPooler(output_size=2), StandardScaler()).set_output(
+        transform="pandas")
+    assert list(pipe.fit_transform(X).columns) == list(names)
+    with pytest.raises(ValueError, match="`transform` must be one of"):
+        RoIPooler().set_output(transform="arrow")
+
+
+def test_set_output_polars():
+    pl = pytest.importorskip("polars", reason="polars not installed")
+    X, _ = blob_data(n_images=2)
+    df = RoIPooler(output_size=2).set_output(transform="polars").transform(X)
+    assert isinstance(df, pl.DataFrame)
+    assert df.columns[0] == "roialign_c0_y0_x0"
+    np.testing.assert_array_equal(df.to_numpy(), RoIPooler(output_size=2).transform(X))
+
+
+def test_is_fitted_convention():
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(RoIPooler())  # stateless: no NotFittedError
+    check_is_fitted(make_pipeline(StandardScaler(), RoIPooler()).steps[-1][1])
+
+
+# ---------------------------------------------------------------- cross-validation
+def test_cross_val_score_natural_layout():
+    X, y = blob_data(n_images=30, seed=6)  # 30 images, 4 boxes each, one label per box
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        cross_val_score(_pipeline(), X, y)  # why the helper exists: 30 samples, 120 labels
+    Xb, yb, groups = one_box_per_sample(X, y)
+    assert cross_val_score(_pipeline(), Xb, yb, cv=3).min() > 0.85  # plain call works
+    scores = cross_val_score(_pipeline(), Xb, yb, groups=groups, cv=GroupKFold(n_splits=3))
+    assert scores.min() > 0.85
+    # labels may also come one sequence per image
+    per_image = [y[4 * i:4 * i + 4].tolist() for i in range(30)]
+    _, yb2, _ = one_box_per_sample(X, per_image)
+    np.testing.assert_array_equal(yb2, y)
+    ragged = np.empty(30, dtype=object)
+    ragged[:] = [np.asarray(v) for v in per_image]
+    np.testing.assert_array_equal(one_box_per_sample(X, ragged)[1], y)
+    with pytest.raises(ValueError, match=r"y\[2\] must have one label per box"):
+        one_box_per_sample(X, [*per_image[:2], [1], *per_image[3:]])
+
+
+@pytest.mark.gpu
+def test_cupy_maps_are_pooled_on_the_gpu():
+    cupy = pytest.importorskip("cupy", reason="no CUDA device (CuPy not installed)")
+    try:
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        pytest.skip("no CUDA device")
+    X, _ = blob_data(n_images=6)
+    Xb, _, _ = one_box_per_sample(X)
+    p = RoIPooler(output_size=3, sampling_ratio=2)
+    out = p.transform([(cupy.asarray(f), b) for f, b in Xb[:8]] + Xb[8:])  # GPU + CPU maps
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, p.transform(Xb), rtol=1e-5, atol=1e-6)
