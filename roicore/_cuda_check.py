@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nvcc", default=None, metavar="PATH",
                         help="the nvcc to use (default: found automatically, PATH included)")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print the compiler's log and every instantiation")
+                        help="also print the compiler's messages and each kernel variant")
 
 
 # --------------------------------------------------------------------------- cubin

@@ -412,21 +412,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-size", type=int, nargs="+", metavar="N", default=[2],
                         help=f"output bins: N (square) or PH PW, each 1..{MAX_SIDE} (default 2)")
     parser.add_argument("--roi", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
-                        default=None, help="box in image coordinates (default: the seed's "
-                        "0 3 7 8)")
-    parser.add_argument("--spatial-scale", type=float, default=1.0,
-                        help="image -> feature-map scale (default 1.0)")
+                        default=None, help="the box, in image coordinates (default: 0 3 7 8, the "
+                        "worked example of 'roicore demo')")
+    parser.add_argument("--spatial-scale", type=float, default=1.0, metavar="S",
+                        help="factor from image to feature-map coordinates (default 1.0)")
     parser.add_argument("--bins", choices=["equal", "fast_rcnn"], default=None,
-                        help="pool only: bin rule (default 'equal', the explainer's)")
-    parser.add_argument("--sampling-ratio", type=int, default=None,
-                        help="align/warp only: samples per bin side, <= 0 adaptive (default 2)")
+                        help="pool only: how the box is split into bins; equal: equal whole-pixel "
+                             "sections (default), fast_rcnn: torchvision's roi_pool")
+    parser.add_argument("--sampling-ratio", type=int, default=None, metavar="N",
+                        help="align/warp only: sampling points per bin side; 0 or less: chosen "
+                             "from the bin size (default 2)")
     parser.add_argument("--aligned", action="store_true", default=None,
-                        help="align only: shift the box by -0.5 pixel")
+                        help="align only: shift the box by half a pixel "
+                             "(torchvision's aligned=True)")
     parser.add_argument("--mode", choices=["avg", "max"], default=None,
-                        help="align/warp only: reduction over a bin's samples (default avg)")
+                        help="align/warp only: average (default) or maximum of a bin's samples")
     parser.add_argument("--compat", choices=["mnc"], default=None,
-                        help="warp only: MNC's one sample at each bin's top-left")
-    parser.add_argument("--dpi", type=int, default=100, help="resolution (default 100)")
+                        help="warp only: reproduce the original MNC layer (one sample at "
+                             "each bin's top-left corner)")
+    parser.add_argument("--dpi", type=int, default=100, metavar="DPI",
+                        help="resolution in dots per inch, 20..600 (default 100)")
 
 
 _APPLIES = {"bins": ("pool",), "sampling_ratio": ("align", "warp"), "aligned": ("align",),

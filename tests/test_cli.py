@@ -197,3 +197,67 @@ def test_explain_does_not_touch_pyplot():
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+# ---------------------------------------------------------------- --version, help, bench options
+def test_version():
+    import roicore
+
+    p = _run("--version")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"roicore {roicore.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["bench", "--threads", "abc"], "argument --threads: 'abc' is not a thread count"),
+        (["bench", "--threads", "1,x"], "argument --threads: 'x' is not a thread count"),
+        (["bench", "--threads", "0"], "argument --threads: thread counts must be >= 1, got 0"),
+        (["bench", "--threads", ","], "argument --threads: give at least one thread count"),
+        (["bench", "--workload", "W9"], "argument --workload: unknown workload 'W9'"),
+        (["bench", "--repeat", "x"], "argument --repeat: expected a whole number >= 1, got 'x'"),
+        (["bench", "--repeat", "0"], "argument --repeat: must be >= 1, got 0"),
+        (["bench", "--dtype", "int8"], "argument --dtype: invalid choice"),
+        (["cuda-check", "--arch", "ninety"], "argument --arch: expected e.g. sm_80"),
+        (["cuda-check", "--compiler", "clang"], "argument --compiler: invalid choice"),
+    ],
+)
+def test_option_types_give_one_line_errors(argv, needle):
+    p = _run(*argv)
+    _assert_one_line_error(p, needle)
+    assert p.stderr.strip().splitlines()[-1].startswith(f"roicore {argv[0]}: error: ")
+    assert p.stdout == ""
+
+
+HELP_JARGON = ("``", ":mod:", ":func:", ":class:", "seed", "explainer", "instantiation")
+
+
+@pytest.mark.parametrize("command", [None, "demo", "info", "explain", "bench", "cuda-check"])
+def test_help_texts_are_plain(command):
+    p = _run(*([command] if command else []), "-h")
+    assert p.returncode == 0, p.stderr
+    assert "usage: roicore" in p.stdout
+    for word in HELP_JARGON:
+        assert word not in p.stdout.lower(), (word, p.stdout)
+
+
+def test_bench_reports_progress_without_tqdm():
+    # tqdm absent (import blocked): one progress line per finished case on stderr
+    code = (
+        "import sys; sys.modules['tqdm'] = None\n"
+        "from roicore.__main__ import main\n"
+        "sys.exit(main(['bench', '--quick', '--workload', 'W3', '--threads', '1', "
+        "'--repeat', '1']))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("roicore bench: [")]
+    assert [ln.split("]")[0] for ln in lines] == ["roicore bench: [1/2", "roicore bench: [2/2"]
+    assert "W3-quick fwd T=1" in lines[0] and "W3-quick bwd T=1" in lines[1]
+    assert "roicore bench" not in p.stdout.split("ratio =")[1]  # tables stay on stdout alone
+
+    quiet_code = code.replace("'1']))", "'1', '--no-progress']))")
+    quiet = subprocess.run([sys.executable, "-c", quiet_code], capture_output=True, text=True,
+                           timeout=300)
+    assert quiet.returncode == 0 and "roicore bench: [" not in quiet.stderr, quiet.stderr
