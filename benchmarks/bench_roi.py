@@ -21,10 +21,12 @@ backward in ONNX/OpenVINO, a thread count on the GPU) is skipped:
 
 Workloads are the standard ones of :mod:`roicore._workloads` (fixed seeds,
 float32): RoI Align on W1 and W3, RoI Pool on W4 (W1's arrays), RoI Warp on
-W1's geometry.  W2 (the largest) is left out to keep a run to a few minutes
-on 2 cores; ``python -m roicore bench --workload W2`` times it.  ``threads``:
-``"1"`` or ``"all"`` (roicore's default thread count; peers get the same
-number).  ``PeakMemory`` records the peak resident memory of one forward call.
+W1's geometry; backward on W1 and W4 only.  Every implementation runs with
+roicore's default thread count (all cores, or OMP_NUM_THREADS), peers set to
+the same number.  W2 (the largest workload), float64 and a thread sweep are
+left out to keep a full run to a few minutes on 2 cores: ``python -m roicore
+bench --workload W2 --threads 1,2 --dtype float64`` times them.
+``PeakMemory`` records the peak resident memory of one forward call.
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ from roicore import _workloads
 
 IMPLEMENTATIONS = ("roicore", "roicore-nhwc", "roicore-gpu", "torchvision", "onnxruntime",
                    "openvino")
-THREADS = ("1", "all")
-PARAM_NAMES = ("implementation", "workload", "threads")
+PARAM_NAMES = ("implementation", "workload")
 #: what each peer implements: (ops, directions)
 PEERS = {
     "torchvision": (("align", "pool"), ("forward", "backward")),
@@ -167,8 +168,8 @@ def _peer_call(impl: str, op: str, direction: str, w: _workloads.Workload, threa
     return _openvino_call(op, w, x, rois, threads)
 
 
-def make_call(impl: str, op: str, direction: str, w: _workloads.Workload, threads: str
-              ) -> tuple[Callable[[], Any], Callable[[], None]]:
+def make_call(impl: str, op: str, direction: str, w: _workloads.Workload,
+              threads: str = "all") -> tuple[Callable[[], Any], Callable[[], None]]:
     """(call, synchronise) for one suite cell; NotImplementedError when it cannot run.
 
     Every call returns its result, NCHW except for ``roicore-nhwc`` (NHWC)."""
@@ -197,18 +198,19 @@ def make_call(impl: str, op: str, direction: str, w: _workloads.Workload, thread
 class _Suite:
     op = "align"
     direction = "forward"
-    params = (IMPLEMENTATIONS, ("W1", "W3"), THREADS)
+    params = (IMPLEMENTATIONS, ("W1", "W3"))
     param_names = PARAM_NAMES
-    # one call per sample, no warm-up loop: the workloads take milliseconds to a
-    # second; at most 5 samples or 10 s per cell keeps a full run to minutes on 2 cores
+    # one call per sample, no warm-up loop, one round: the workloads take milliseconds
+    # to a second; at most 3 samples or 4 s per cell keeps a full run to minutes on 2 cores
     number = 1
-    repeat = (1, 5, 10.0)
+    repeat = (1, 3, 4.0)
+    rounds = 1
     warmup_time = 0.0
     timeout = 300
 
-    def setup(self, implementation: str, workload: str, threads: str) -> None:
+    def setup(self, implementation: str, workload: str) -> None:
         w = get_workload(workload)
-        self._fn, self._sync = make_call(implementation, self.op, self.direction, w, threads)
+        self._fn, self._sync = make_call(implementation, self.op, self.direction, w)
         self.result = self._fn()  # warm-up (first touch, sessions, GPU compilation)
         self._sync()
 
@@ -226,26 +228,27 @@ class RoiAlignForward(_Suite):
 
 class RoiAlignBackward(_Suite):
     op, direction = "align", "backward"
+    params = (IMPLEMENTATIONS, ("W1",))
 
 
 class RoiPoolForward(_Suite):
     op, direction = "pool", "forward"
-    params = (IMPLEMENTATIONS, ("W4",), THREADS)
+    params = (IMPLEMENTATIONS, ("W4",))
 
 
 class RoiPoolBackward(_Suite):
     op, direction = "pool", "backward"
-    params = (IMPLEMENTATIONS, ("W4",), THREADS)
+    params = (IMPLEMENTATIONS, ("W4",))
 
 
 class RoiWarpForward(_Suite):
     op, direction = "warp", "forward"
-    params = (IMPLEMENTATIONS, ("W1",), THREADS)
+    params = (IMPLEMENTATIONS, ("W1",))
 
 
 class RoiWarpBackward(_Suite):
     op, direction = "warp", "backward"
-    params = (IMPLEMENTATIONS, ("W1",), THREADS)
+    params = (IMPLEMENTATIONS, ("W1",))
 
 
 class PeakMemory:
@@ -253,12 +256,13 @@ class PeakMemory:
 
     params = (IMPLEMENTATIONS, ("align-W1", "pool-W4"))
     param_names = ("implementation", "case")
+    rounds = 1
     timeout = 300
 
     def setup(self, implementation: str, case: str) -> None:
         op, workload = case.split("-")
         w = get_workload(workload)
-        self._fn, self._sync = make_call(implementation, op, "forward", w, "all")
+        self._fn, self._sync = make_call(implementation, op, "forward", w)
 
     def peakmem_forward(self, *params: Any) -> None:
         self._fn()
