@@ -381,6 +381,36 @@ def _place_labels(fig: Any, ax: Any, items: list[tuple[float, float, str, str]],
     return dropped
 
 
+def _value_corners(geo: Geometry) -> dict[tuple[int, int], tuple[int, int]]:
+    """For each pixel, the corner (-1/+1 in x, -1/+1 in y) of its cell where its value is
+    printed: the first of top-left, top-right, bottom-left, bottom-right that no sampling
+    point, bin edge or box edge crosses."""
+    H, W = SEED_MAP.shape
+    points = [(s.x, s.y) for b in geo.bins for s in b.samples]
+    rects = [(b.x0, b.y0, b.x1, b.y1) for b in geo.bins] + [geo.roi]
+    if geo.given_roi is not None:
+        rects.append(geo.given_roi)
+    hlines = [(y, min(x0, x1), max(x0, x1)) for x0, y0, x1, y1 in rects for y in (y0, y1)]
+    vlines = [(x, min(y0, y1), max(y0, y1)) for x0, y0, x1, y1 in rects for x in (x0, x1)]
+    out = {}
+    for y in range(H):
+        for x in range(W):
+            best = None
+            for cx, cy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+                xa, xb = sorted((x + 0.47 * cx, x + 0.08 * cx))
+                ya, yb = sorted((y + 0.47 * cy, y + 0.25 * cy))
+                m = 0.12  # a point's marker
+                hits = sum(xa - m < px < xb + m and ya - m < py < yb + m for px, py in points)
+                hits += sum(ya < ly < yb and lx0 < xb and lx1 > xa for ly, lx0, lx1 in hlines)
+                hits += sum(xa < lx < xb and ly0 < yb and ly1 > ya for lx, ly0, ly1 in vlines)
+                if best is None or hits < best[0]:
+                    best = (hits, (cx, cy))
+                if hits == 0:
+                    break
+            out[y, x] = best[1]
+    return out
+
+
 def _draw_map(fig: Any, ax: Any, geo: Geometry, *, values: str, sample_labels: bool,
               small: bool = False) -> int:
     """The map with its pixel values, the RoI, the bins and the samples; returns how many
@@ -392,16 +422,21 @@ def _draw_map(fig: Any, ax: Any, geo: Geometry, *, values: str, sample_labels: b
     ax.imshow(fm, cmap="Greys", vmin=-0.8, vmax=3.0, extent=(-0.5, W - 0.5, H - 0.5, -0.5),
               interpolation="nearest")
     value_texts = []
+    corners = _value_corners(geo) if values == "corner" else {}
     for y in range(H):
         for x in range(W):
             if values == "corner":  # the pixel centre stays free for the sampling points
-                value_texts.append(ax.text(x - 0.46, y - 0.46, f"{fm[y, x]:.2f}", ha="left",
-                                           va="top", fontsize=6.5 if small else 7.5,
-                                           color="#444444"))
+                cx, cy = corners[y, x]
+                value_texts.append(ax.text(x + 0.46 * cx, y + 0.46 * cy, f"{fm[y, x]:.2f}",
+                                           ha="left" if cx < 0 else "right",
+                                           va="top" if cy < 0 else "bottom",
+                                           fontsize=6.5 if small else 7.5, color="#444444"))
                 ax.plot(x, y, marker="+", color="#888888", markersize=4, mew=0.8)
-            else:
+            elif values == "centre":
                 value_texts.append(ax.text(x, y, f"{fm[y, x]:.2f}", ha="center", va="center",
                                            fontsize=8 if small else 10, color="#222222"))
+            else:  # "none": pixel centres only
+                ax.plot(x, y, marker="+", color="#888888", markersize=4, mew=0.8)
     ax.set_xticks(range(W))
     ax.set_yticks(range(H))
     ax.set_xticks(np.arange(-0.5, W), minor=True)
@@ -570,9 +605,9 @@ def draw_compare(geos: list[Geometry], outs: list[np.ndarray], path: str, dpi: i
     for k, (geo, out) in enumerate(zip(geos, outs, strict=True)):
         ax = fig.add_subplot(gs[0, k])
         ax.set_title(geo.title.replace(": ", "\n", 1), fontsize=11, pad=20)
-        sampled = any(b.samples for b in geo.bins)
-        _draw_map(fig, ax, geo, values="corner" if sampled else "centre",
-                  sample_labels=False, small=True)
+        # pixel values in the first panel only: the map is the same in all three
+        _draw_map(fig, ax, geo, values="centre" if k == 0 else "none", sample_labels=False,
+                  small=True)
         axo = fig.add_subplot(gs[1, k])
         axo.set_box_aspect(None)
         _draw_output(axo, geo, out, f"{names[geo.op]} output (roicore)", fontsize=12)
@@ -581,11 +616,13 @@ def draw_compare(geos: list[Geometry], outs: list[np.ndarray], path: str, dpi: i
     fig.suptitle(f"One RoI, three operators: box ({x1:g}, {y1:g})-({x2:g}, {y2:g}) on the "
                  f"same 8x8 map, {geos[0].ph}x{geos[0].pw} output", fontsize=14,
                  fontweight="bold", y=0.975)
-    notes = ["RoI Pool rounds the box to whole pixels and takes the max of each bin "
+    notes = ["The pixel values, printed in the left panel, are the same in all three. "
+             "RoI Pool rounds the box to whole pixels and takes the max of each bin "
              "(circled). RoI Align keeps the box as given and averages bilinear samples "
              "(dots) in each bin; each sample mixes its four nearest pixel centres (+). "
              "RoI Warp rounds the box like RoI Pool (a dotted box is the given one, when it "
-             "differs), then samples it like RoI Align."]
+             "differs), then samples it like RoI Align with aligned=False: no half-pixel "
+             "shift, so the box runs from pixel centre to pixel centre."]
     _caption(fig, notes, top=0.12)
     fig.savefig(path, dpi=dpi)
     return fig
