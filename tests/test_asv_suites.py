@@ -35,7 +35,7 @@ def quick(monkeypatch):
 
 
 def test_every_suite_puts_the_peers_beside_roicore():
-    for suite in [*SUITES, B.PeakMemory]:
+    for suite in SUITES:
         assert suite.param_names[0] == "implementation"
         assert set(suite.params[0]) == {"roicore", "roicore-nhwc", "roicore-gpu",
                                         "torchvision", "onnxruntime", "openvino"}
@@ -128,9 +128,3 @@ def test_each_cell_computes_the_operator(suite, impl, quick):
         np.testing.assert_array_equal(got, expected)
     bench.time_call()
     bench.teardown()
-
-
-def test_peak_memory_cell_runs(quick):
-    bench = B.PeakMemory()
-    bench.setup("roicore", "align-W1")
-    bench.peakmem_forward()
