@@ -51,7 +51,12 @@ def test_asv_config_matches_the_suites():
     assert "--set-commit-hash" in text  # the flow that saves results
     readme = (ROOT / "README.md").read_text()
     assert "asv run --python=same --set-commit-hash=$(git rev-parse HEAD)" in readme
-    assert "--quick" not in readme.split("### Benchmarks over time: asv")[1].split("###")[0]
+    section = readme.split("### Benchmarks over time: asv")[1].split("###")[0]
+    commands = "".join(re.findall(r"```\n(.*?)```", section, flags=re.S))
+    assert commands.splitlines()[:3] == [
+        "asv machine --yes", "asv run --python=same --set-commit-hash=$(git rev-parse HEAD)",
+        "asv publish"]
+    assert "--quick" not in commands  # --quick results are never saved
 
 
 @pytest.mark.parametrize(
