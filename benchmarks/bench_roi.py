@@ -1,28 +1,77 @@
-"""asv suites: every operator x direction x backend x dtype x layout x workload x
-thread count, timed (``time_*``) and peak memory (``peakmem_*``).
+"""asv suites: roicore beside torchvision, onnxruntime and OpenVINO, over time.
 
-Workloads are the standard ones of :mod:`roicore._workloads` (fixed seeds):
-RoI Align on W1-W3, RoI Pool on W4 (W1's arrays), RoI Warp on W1 and W3's
-geometry.  ``threads``: ``"1"`` or ``"all"`` (roicore's default, i.e.
-OMP_NUM_THREADS or the CPU count).  GPU suites move the arrays to CuPy,
-synchronise after each call and are skipped (NotImplementedError in setup)
-when CuPy or a CUDA device is missing; the thread count is a CPU setting, so
-GPU runs only use ``threads="all"``.
+Every suite is parameterised by ``implementation``, so the dashboard draws
+roicore and its peers as lines of the same graph:
+
+==============  ===================================================  ==================
+implementation  what is timed                                        ops / directions
+==============  ===================================================  ==================
+roicore         ``roicore.roi_*`` on NumPy arrays, NCHW              all
+roicore-nhwc    the same, channels-last (``layout="NHWC"``)          all
+roicore-gpu     the same on CuPy arrays (synchronised after a call)  all
+torchvision     ``torchvision.ops.roi_align`` / ``roi_pool``         align, pool; both
+onnxruntime     ``RoiAlign`` (opset 16) / ``MaxRoiPool``, CPU        align, pool; fwd
+openvino        ``ROIAlign`` (opset 13) / ``ROIPooling``, CPU        align, pool; fwd
+==============  ===================================================  ==================
+
+A combination that is not installed (torchvision, onnxruntime, openvino,
+CuPy or a CUDA device) or that the library lacks (RoI Warp outside roicore,
+backward in ONNX/OpenVINO, a thread count on the GPU) is skipped:
+``NotImplementedError`` in ``setup``, which asv records as "n/a".
+
+Workloads are the standard ones of :mod:`roicore._workloads` (fixed seeds,
+float32): RoI Align on W1 and W3, RoI Pool on W4 (W1's arrays), RoI Warp on
+W1's geometry; backward on W1 and W4 only.  Every implementation runs with
+roicore's default thread count (all cores, or OMP_NUM_THREADS), peers set to
+the same number.  W2 (the largest workload), float64 and a thread sweep are
+left out to keep a full run to a few minutes on 2 cores: ``python -m roicore
+bench --workload W2 --threads 1,2 --dtype float64`` times them.  No ``peakmem_``
+suite: asv measures the whole process, which holds every peer's libraries
+(about 840 MB here) and would hide roicore's own memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
 import roicore
 from roicore import _workloads
 
-BACKENDS = ("cpu", "gpu")
-DTYPES = ("float32", "float64")
-LAYOUTS = ("NCHW", "NHWC")
-THREADS = ("1", "all")
-PARAM_NAMES = ("backend", "dtype", "layout", "workload", "threads")
+IMPLEMENTATIONS = ("roicore", "roicore-nhwc", "roicore-gpu", "torchvision", "onnxruntime",
+                   "openvino")
+PARAM_NAMES = ("implementation", "workload")
+#: what each peer implements: (ops, directions)
+PEERS = {
+    "torchvision": (("align", "pool"), ("forward", "backward")),
+    "onnxruntime": (("align", "pool"), ("forward",)),
+    "openvino": (("align", "pool"), ("forward",)),
+}
 
 
-def _cupy():
+def _preload() -> None:
+    """Import the installed peers once, here: asv forks every benchmark from a process
+    that has imported this file, so no benchmark pays for importing torch again."""
+    import importlib
+
+    for mod in ("torch", "torchvision.ops", "onnxruntime", "onnx", "openvino"):
+        try:
+            importlib.import_module(mod)
+        except Exception:  # not installed or broken: that implementation is skipped
+            pass
+
+
+_preload()
+
+
+def get_workload(name: str) -> _workloads.Workload:
+    """The workload of a suite (tests swap in the reduced ``.quick()`` ones)."""
+    return _workloads.get(name)
+
+
+def _cupy() -> Any:
     try:
         import cupy
     except ImportError:
@@ -35,7 +84,15 @@ def _cupy():
     return cupy
 
 
-def _call(op: str, direction: str, w: _workloads.Workload, x, rois, g, kw):
+def _require(module: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise NotImplementedError(f"{module} is not installed")
+
+
+def _roicore_call(op: str, direction: str, w: _workloads.Workload, x, rois, g,
+                  kw: dict) -> Callable[[], Any]:
     size, scale = w.output_size, w.spatial_scale
     if op == "align":
         sr, al = w.sampling_ratio, w.aligned
@@ -52,45 +109,116 @@ def _call(op: str, direction: str, w: _workloads.Workload, x, rois, g, kw):
     return lambda: roicore.roi_pool_backward(g, x, rois, size, scale, **kw)
 
 
+def _openvino_call(op: str, w: _workloads.Workload, x: np.ndarray, rois: np.ndarray,
+                   threads: int) -> Callable[[], Any]:
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    ph, pw = w.output_size
+    data = ops.parameter(list(x.shape), np.float32, name="X")
+    if op == "align":
+        boxes = ops.parameter([rois.shape[0], 4], np.float32, name="rois")
+        idx = ops.parameter([rois.shape[0]], np.int32, name="batch_indices")
+        node = ops.roi_align(data, boxes, idx, ph, pw, max(w.sampling_ratio, 0),
+                             w.spatial_scale, "avg",
+                             # OpenVINO's CPU plugin: "half_pixel_for_nn" is the -0.5 pixel
+                             # shift of aligned=True (checked against roicore, tests)
+                             aligned_mode="half_pixel_for_nn" if w.aligned else "asymmetric")
+        params = [data, boxes, idx]
+        feed = [x, np.ascontiguousarray(rois[:, 1:]), rois[:, 0].astype(np.int32)]
+    else:
+        boxes = ops.parameter([rois.shape[0], 5], np.float32, name="rois")
+        node = ops.roi_pooling(data, boxes, [ph, pw], w.spatial_scale, "max")
+        params = [data, boxes]
+        feed = [x, rois]
+    model = ov.Model([node], params, "roi")
+    # f32: the CPU plugin would otherwise compute in bf16 where the CPU has it
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda: request.infer(feed)[0]
+
+
+def _peer_call(impl: str, op: str, direction: str, w: _workloads.Workload, threads: int
+               ) -> Callable[[], Any]:
+    ops, directions = PEERS[impl]
+    if op not in ops:
+        raise NotImplementedError(f"{impl} has no RoI {op.capitalize()}")
+    if direction not in directions:
+        raise NotImplementedError(f"{impl} has no {direction} pass")
+    from roicore import _bench
+
+    x, rois = w.input(np.float32), w.rois(np.float32)
+    if impl == "torchvision":
+        _require("torchvision")
+        d = "fwd" if direction == "forward" else "bwd"
+        g = w.grad_output(np.float32) if direction == "backward" else None
+        cand = _bench._torchvision_candidate(w, d, threads, x, rois, g, "NCHW")
+        return lambda: cand.call().numpy()
+    if impl == "onnxruntime":
+        _require("onnxruntime")
+        _require("onnx")
+        sess = _bench._onnx_session(w, np.dtype(np.float32), threads)
+        if op == "align":
+            feed = {"X": x, "rois": np.ascontiguousarray(rois[:, 1:]),
+                    "batch_indices": rois[:, 0].astype(np.int64)}
+        else:
+            feed = {"X": x, "rois": rois}
+        return lambda: sess.run(None, feed)[0]
+    _require("openvino")
+    return _openvino_call(op, w, x, rois, threads)
+
+
+def make_call(impl: str, op: str, direction: str, w: _workloads.Workload,
+              threads: str = "all") -> tuple[Callable[[], Any], Callable[[], None]]:
+    """(call, synchronise) for one suite cell; NotImplementedError when it cannot run.
+
+    Every call returns its result, NCHW except for ``roicore-nhwc`` (NHWC)."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown implementation {impl!r}")
+    nt = roicore.default_num_threads() if threads == "all" else int(threads)
+    if impl == "roicore-gpu":
+        cp = _cupy()
+        if threads != "all":
+            raise NotImplementedError("a thread count is a CPU setting: GPU runs use 'all'")
+        layout, conv = "NCHW", cp.asarray
+        sync = cp.cuda.get_current_stream().synchronize
+        kw: dict[str, Any] = {"layout": layout}
+    elif impl.startswith("roicore"):
+        layout = "NHWC" if impl == "roicore-nhwc" else "NCHW"
+        conv, sync = (lambda a: a), (lambda: None)
+        kw = {"layout": layout, "num_threads": nt}
+    else:
+        return _peer_call(impl, op, direction, w, nt), (lambda: None)
+    x = conv(w.input(np.float32, layout))
+    rois = conv(w.rois(np.float32))
+    g = conv(w.grad_output(np.float32, layout)) if direction == "backward" else None
+    return _roicore_call(op, direction, w, x, rois, g, kw), sync
+
+
 class _Suite:
     op = "align"
     direction = "forward"
-    params = (BACKENDS, DTYPES, LAYOUTS, ("W1", "W2", "W3"), THREADS)
+    params = (IMPLEMENTATIONS, ("W1", "W3"))
     param_names = PARAM_NAMES
-    # one call per sample, no warm-up loop: the workloads take milliseconds to
-    # seconds, and `asv run --quick` must stay affordable on 2 cores
+    # one call per sample, no warm-up loop, one round: the workloads take milliseconds
+    # to a second; at most 3 samples or 4 s per cell keeps a full run to minutes on 2 cores
     number = 1
-    repeat = (1, 7, 20.0)
+    repeat = (1, 3, 4.0)
+    rounds = 1
     warmup_time = 0.0
-    timeout = 600
+    timeout = 300
 
-    def setup(self, backend, dtype, layout, workload, threads):
-        w = _workloads.get(workload)
-        kw = {"layout": layout}
-        if backend == "gpu":
-            cp = _cupy()
-            if threads != "all":
-                raise NotImplementedError("num_threads is a CPU setting: GPU runs use 'all'")
-            conv, self._sync = cp.asarray, cp.cuda.get_current_stream().synchronize
-        else:
-            conv, self._sync = (lambda a: a), (lambda: None)
-            kw["num_threads"] = (roicore.default_num_threads() if threads == "all"
-                                 else int(threads))
-        x = conv(w.input(dtype, layout))
-        rois = conv(w.rois(dtype))
-        g = conv(w.grad_output(dtype, layout)) if self.direction == "backward" else None
-        self._fn = _call(self.op, self.direction, w, x, rois, g, kw)
-        self._fn()  # warm-up (first-touch, JIT compilation on the GPU)
+    def setup(self, implementation: str, workload: str) -> None:
+        w = get_workload(workload)
+        self._fn, self._sync = make_call(implementation, self.op, self.direction, w)
+        self.result = self._fn()  # warm-up (first touch, sessions, GPU compilation)
         self._sync()
 
-    def teardown(self, *params):
-        self._fn = None
+    def teardown(self, *params: Any) -> None:
+        self._fn = self.result = None
 
-    def time_call(self, *params):
-        self._fn()
-        self._sync()
-
-    def peakmem_call(self, *params):
+    def time_call(self, *params: Any) -> None:
         self._fn()
         self._sync()
 
@@ -101,38 +229,24 @@ class RoiAlignForward(_Suite):
 
 class RoiAlignBackward(_Suite):
     op, direction = "align", "backward"
+    params = (IMPLEMENTATIONS, ("W1",))
 
 
 class RoiPoolForward(_Suite):
     op, direction = "pool", "forward"
-    params = (BACKENDS, DTYPES, LAYOUTS, ("W4",), THREADS)
+    params = (IMPLEMENTATIONS, ("W4",))
 
 
 class RoiPoolBackward(_Suite):
     op, direction = "pool", "backward"
-    params = (BACKENDS, DTYPES, LAYOUTS, ("W4",), THREADS)
+    params = (IMPLEMENTATIONS, ("W4",))
 
 
 class RoiWarpForward(_Suite):
     op, direction = "warp", "forward"
-    params = (BACKENDS, DTYPES, LAYOUTS, ("W1", "W3"), THREADS)
+    params = (IMPLEMENTATIONS, ("W1",))
 
 
 class RoiWarpBackward(_Suite):
     op, direction = "warp", "backward"
-    params = (BACKENDS, DTYPES, LAYOUTS, ("W1", "W3"), THREADS)
-
-
-class Workloads:
-    """Cost of generating the workload arrays (so setup time is visible)."""
-
-    params = (("W1", "W2", "W3", "W4"),)
-    param_names = ("workload",)
-    number = 1
-    repeat = (1, 3, 5.0)
-
-    def time_generate(self, workload):
-        w = _workloads.get(workload)
-        w.input()
-        w.rois()
-
+    params = (IMPLEMENTATIONS, ("W1",))

@@ -10,7 +10,7 @@
 #              does not import (no network: numpy>=2, Cython>=3, setuptools>=64 must be there)
 #   pytest     python -m pytest -m gpu tests/test_gpu.py -q
 #   bench      python -m roicore bench --device cuda --repeat 9 --no-progress
-#   cudacheck  python -m roicore cuda-check --compiler all
+#   cudacheck  python -m roicore cuda-check   (NVRTC if cuda-bindings is there, else nvcc)
 #   memcheck   compute-sanitizer --tool memcheck over a small subset of tests/test_gpu.py
 #   racecheck  compute-sanitizer --tool racecheck over the deterministic / CSR tests
 # (bench and cudacheck run before the sanitizers so that a slow sanitizer cannot cost
@@ -156,7 +156,7 @@ run_step env 30 bash -c env_info
 run_step install 180 bash -c install_if_needed
 run_step pytest 180 "$PY" -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
 run_step bench 150 "$PY" -m roicore bench --device cuda --repeat 9 --no-progress
-run_step cudacheck 60 "$PY" -m roicore cuda-check --compiler all
+run_step cudacheck 60 "$PY" -m roicore cuda-check
 run_step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 99 \
     "$PY" -c "$SANITIZE_PY" -m gpu tests/test_gpu.py -q -p no:cacheprovider -x -k "$MEMCHECK_K"
 run_step racecheck 120 compute-sanitizer --tool racecheck --racecheck-report all \

@@ -12,18 +12,35 @@ import argparse
 import importlib
 import sys
 
+DESCRIPTION = (
+    "roicore: RoI Pool, RoI Align and RoI Warp (forward and backward) on the CPU and the GPU. "
+    "Run 'roicore COMMAND -h' for a command's options."
+)
+
 COMMANDS = {
-    "demo": ("roicore._demo", "the seed's worked example: RoI Pool, RoI Align and RoI Warp"),
-    "info": ("roicore._info", "version, OpenMP and thread count, CuPy / CUDA device"),
-    "explain": ("roicore._explain", "draw an op's bins and sampling points to a PNG"),
-    "bench": ("roicore._bench", "time roicore against installed peers, side by side"),
-    "cuda-check": ("roicore._cuda_check", "compile every CUDA kernel instantiation"),
+    "demo": ("roicore._demo",
+             "worked example: RoI Pool, RoI Align and RoI Warp on one small 8x8 feature map"),
+    "info": ("roicore._info",
+             "show the version, threads, CPU instruction set, CUDA compilers and GPUs"),
+    "explain": ("roicore._explain",
+                "draw where an operator's bins and sampling points fall on a map (PNG)"),
+    "bench": ("roicore._bench",
+              "time roicore against the other installed libraries (torchvision, onnxruntime)"),
+    "cuda-check": ("roicore._cuda_check",
+                   "compile every GPU kernel with NVRTC or nvcc (no GPU needed)"),
 }
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _parser(load: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roicore", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="command")
+    parser = argparse.ArgumentParser(prog="roicore", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"roicore {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == load:

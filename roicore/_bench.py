@@ -54,29 +54,73 @@ DEFAULT_REPEAT = 7
 QUICK_REPEAT = 3
 
 
+def _threads_arg(text: str) -> str:
+    """argparse type of --threads: comma-separated counts >= 1 or 'all'."""
+    parts = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("give at least one thread count, e.g. 1,2 or all")
+    for part in parts:
+        if part == "all":
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a thread count; use whole numbers >= 1 or 'all', "
+                "comma-separated (e.g. 1,2)") from None
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {n}")
+    return text
+
+
+def _workload_arg(text: str) -> str:
+    """argparse type of --workload: names of the standard workloads or 'all'."""
+    if text.strip().lower() == "all":
+        return text
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give W1, W2, W3, W4, a comma-separated list, or all")
+    for n in names:
+        if n.upper() not in _workloads.WORKLOADS:
+            raise argparse.ArgumentTypeError(
+                f"unknown workload {n!r}; choose from {', '.join(_workloads.WORKLOADS)} or all")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workload", default="all",
-                        help="W1, W2, W3, W4, a comma-separated list, or 'all' (default)")
-    parser.add_argument("--threads", default="all",
-                        help="thread counts, comma-separated; 'all' = roicore's default "
-                             "(OMP_NUM_THREADS or the CPU count; the default)")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help=f"timed calls per implementation (default {DEFAULT_REPEAT}, "
-                             f"{QUICK_REPEAT} with --quick)")
+    parser.add_argument("--workload", default="all", type=_workload_arg, metavar="NAMES",
+                        help="W1, W2, W3, W4, a comma-separated list, or all (default)")
+    parser.add_argument("--threads", default="all", type=_threads_arg, metavar="COUNTS",
+                        help="thread counts, comma-separated, e.g. 1,2; all = every core "
+                             "(or OMP_NUM_THREADS; the default)")
+    parser.add_argument("--repeat", type=_positive_int, default=None, metavar="N",
+                        help=f"timed calls per implementation; the median is reported "
+                             f"(default {DEFAULT_REPEAT}, {QUICK_REPEAT} with --quick)")
     parser.add_argument("--direction", default="both", choices=["forward", "backward", "both"],
                         help="forward, backward or both (default)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                        help="dtype of every array (default float32)")
+                        help="data type of every array (default float32)")
     parser.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC", "both"],
-                        help="roicore's layout; 'both': roicore NCHW and roicore NHWC in "
-                             "the same round-robin (peers always run NCHW; default NCHW)")
+                        help="roicore's memory layout; both: roicore NCHW and NHWC side by side "
+                             "(other libraries always use NCHW; default NCHW)")
     parser.add_argument("--quick", action="store_true",
-                        help="reduced workloads (C/8, K/10) and few repeats: a smoke run "
-                             "that takes seconds")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        help="smaller problems (1/8 of the channels, 1/10 of the boxes) and "
+                             "fewer repeats: a smoke test that takes seconds")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="do not report progress on stderr")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="cpu (default) or cuda: roicore's GPU backend on CuPy arrays "
-                             "against torchvision on CUDA tensors (--threads is ignored)")
+                        help="cpu (default) or cuda: roicore on the GPU (CuPy arrays) against "
+                             "torchvision on CUDA tensors (--threads is ignored)")
 
 
 # --------------------------------------------------------------------------- candidates
@@ -299,16 +343,25 @@ def _torchvision_candidate(w: _workloads.Workload, d: str, nt: int, x: np.ndarra
 
 
 # --------------------------------------------------------------------------- timing
+def _progress_line(i: int, n: int, case: Case, seconds: float) -> str:
+    threads = f" T={case.threads}" if case.threads > 0 else ""
+    return (f"roicore bench: [{i}/{n}] {case.workload.name} {case.direction}{threads}: "
+            f"{len(case.candidates)} implementations timed in {seconds:.1f} s")
+
+
 def _time_cases(cases: list[Case], repeat: int, progress: bool) -> None:
+    """Time every case; progress goes to stderr: a tqdm bar on a terminal when tqdm is
+    installed, else one line per finished case (so logs and plain terminals see it too)."""
     total = sum(len(c.candidates) for c in cases) * (repeat + 1)
     bar = None
-    if progress and _have("tqdm"):
+    if progress and _have("tqdm") and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="roicore bench", unit="call", file=sys.stderr,
-                   leave=False, dynamic_ncols=True, disable=None)  # None: only on a TTY
+                   leave=False, dynamic_ncols=True)
     try:
-        for case in cases:
+        for i, case in enumerate(cases, 1):
+            t_case = time.perf_counter()
             if bar is not None:
                 bar.set_postfix_str(f"{case.workload.name} {case.direction} T={case.threads}")
             # warm-up: one call each (keeps the result for the accuracy column)
@@ -336,6 +389,9 @@ def _time_cases(cases: list[Case], repeat: int, progress: bool) -> None:
                     cand.times.append(time.perf_counter() - t0)
                     if bar is not None:
                         bar.update(1)
+            if progress and bar is None:
+                print(_progress_line(i, len(cases), case, time.perf_counter() - t_case),
+                      file=sys.stderr, flush=True)
     finally:
         if bar is not None:
             bar.close()

@@ -1,110 +1,78 @@
 """``python -m roicore cuda-check``: compile every CUDA kernel instantiation.
 
-Compiles the exact source text that :mod:`roicore._gpu` hands to
+Compiles the exact source text that the GPU backend hands to
 ``cupy.RawModule`` (``roi_common.h`` pasted in, same options) for one GPU
 architecture, with every template instantiation the GPU backend can ask for
 (each kernel x dtype x layout, the deterministic-backward kernels included),
 then checks that each one is in the resulting cubin.  No GPU is needed.
 
-Compilers, in the order ``--compiler auto`` tries them:
+Compilers (found as described in :mod:`roicore._cuda_tools`):
 
-* ``nvrtc``: the run-time compiler CuPy uses, through CuPy's own binding when
-  CuPy is importable, else ``libnvrtc`` loaded with ctypes (CUDA toolkit or
-  the ``nvidia-cuda-nvrtc`` wheel); name expressions as ``RawModule``.
+* ``nvrtc``: NVIDIA's run-time compiler, the one CuPy uses, located and loaded
+  by ``cuda-pathfinder`` and called through ``cuda-bindings``; kernels are
+  named by name expressions, as ``RawModule`` does.
 * ``nvcc``: one ``nvcc --cubin`` run on the source plus explicit
   instantiations.
 
-Exit status: 0 when everything compiled, or when no compiler exists (a
-clear "skipped" line is printed); 1 when anything failed to compile.
+Exit status: 0 when every requested compiler was found and compiled every
+instantiation; 1 when a requested compiler is missing (``auto``: neither was
+found) or anything failed to compile.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
-import glob
-import os
 import re
-import shutil
-import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from . import _cuda_source as S
+from . import _cuda_tools as T
 
 DEFAULT_ARCH = "sm_80"
 _ARCH_RE = re.compile(r"^(sm|compute)_\d+[a-z]?$")
 
 
+def _arch(text: str) -> str:
+    if not _ARCH_RE.match(text):
+        raise argparse.ArgumentTypeError(f"expected e.g. sm_80, sm_90 or compute_80, got {text!r}")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compiler", choices=("auto", "nvrtc", "nvcc", "all"), default="auto",
-        help="auto: NVRTC if available, else nvcc (default); all: every one available",
+        help="auto: NVRTC if found, else nvcc (default); all: both, each must be found",
     )
     parser.add_argument(
-        "--arch", default=DEFAULT_ARCH,
+        "--arch", default=DEFAULT_ARCH, type=_arch,
         help=f"GPU architecture to compile for (default {DEFAULT_ARCH}; e.g. sm_90)",
     )
     parser.add_argument("--nvcc", default=None, metavar="PATH",
-                        help="nvcc to use (default: $CUDA_PATH/bin/nvcc or nvcc on PATH)")
-    parser.add_argument("--nvrtc", default=None, metavar="LIB",
-                        help="libnvrtc to load with ctypes (default: CuPy's, then a search)")
+                        help="the nvcc to use (default: found automatically, PATH included)")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print the compiler's log and every instantiation")
+                        help="also print the compiler's messages and each kernel variant")
 
 
 # --------------------------------------------------------------------------- cubin
-def cubin_kernels(cubin: bytes) -> set[str]:
-    """Names of the kernels in a cubin (its ``.text.<name>`` ELF sections)."""
-    if cubin[:4] != b"\x7fELF" or cubin[4] != 2:
-        raise RuntimeError("the compiler did not produce a 64-bit ELF cubin")
-    shoff = struct.unpack_from("<Q", cubin, 0x28)[0]
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", cubin, 0x3A)
-    headers = [struct.unpack_from("<IIQQQQIIQQ", cubin, shoff + i * shentsize)
-               for i in range(shnum)]
-    strtab = headers[shstrndx][4]
-    names = set()
-    for h in headers:
-        start = strtab + h[0]
-        name = cubin[start:cubin.index(b"\0", start)].decode("ascii", "replace")
-        if name.startswith(".text."):
-            names.add(name[len(".text."):])
-    return names
+def missing_instantiations(cubin: bytes, names: tuple[str, ...],
+                           lowered: dict[str, str] | None = None) -> list[str]:
+    """Names whose kernel has no code section (``.text.<mangled name>``) in the cubin.
+
+    With NVRTC the full mangled name of each name expression is known
+    (``lowered``); with nvcc its mangled prefix is searched.
+    """
+    def present(n: str) -> bool:
+        if lowered and lowered.get(n):
+            return f".text.{lowered[n]}\0".encode() in cubin
+        return f".text.{S.mangled_prefix(n)}".encode() in cubin
+
+    return [n for n in names if not present(n)]
 
 
-def missing_instantiations(cubin: bytes, names: tuple[str, ...]) -> list[str]:
-    present = cubin_kernels(cubin)
-    return [n for n in names
-            if not any(k.startswith(S.mangled_prefix(n)) for k in present)]
-
-
-# --------------------------------------------------------------------------- nvcc
-def find_nvcc(explicit: str | None = None) -> str | None:
-    if explicit:
-        return explicit if shutil.which(explicit) else None
-    for env in ("CUDA_PATH", "CUDA_HOME", "CUDA_ROOT"):
-        root = os.environ.get(env)
-        if root:
-            cand = shutil.which(str(Path(root) / "bin" / "nvcc"))
-            if cand:
-                return cand
-    return shutil.which("nvcc") or shutil.which("/usr/local/cuda/bin/nvcc")
-
-
-def _nvcc_version(nvcc: str) -> str:
-    try:
-        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    m = re.search(r"release (\S+),", out)
-    return m.group(1) if m else "?"
-
-
+# --------------------------------------------------------------------------- compilers
 def compile_nvcc(nvcc: str, source: str, names: tuple[str, ...], options: tuple[str, ...],
                  arch: str) -> tuple[bytes | None, str]:
     """One nvcc run: the source plus an explicit instantiation per name."""
@@ -125,131 +93,43 @@ def compile_nvcc(nvcc: str, source: str, names: tuple[str, ...], options: tuple[
         return cubin.read_bytes(), log
 
 
-# --------------------------------------------------------------------------- nvrtc
-class _CupyNVRTC:
-    """NVRTC through CuPy's binding (the library CuPy itself loads)."""
-
-    def __init__(self) -> None:
-        from cupy_backends.cuda.libs import nvrtc
-
-        self.nvrtc = nvrtc
-        self.where = "CuPy's binding"
-
-    def version(self) -> str:
-        major, minor = self.nvrtc.getVersion()
-        return f"{major}.{minor}"
-
-    def compile(self, source: str, names: tuple[str, ...],
-                options: tuple[str, ...]) -> tuple[bytes | None, str, dict]:
-        nv = self.nvrtc
-        prog = nv.createProgram(source, "roicore_kernels.cu", [], [])
-        try:
-            for n in names:
-                nv.addNameExpression(prog, n)
-            try:
-                nv.compileProgram(prog, list(options))
-            except nv.NVRTCError as exc:
-                return None, f"{exc}\n{nv.getProgramLog(prog)}", {}
-            lowered = {n: nv.getLoweredName(prog, n) for n in names}
-            return nv.getCUBIN(prog), nv.getProgramLog(prog), lowered
-        finally:
-            nv.destroyProgram(prog)
-
-
-class _CtypesNVRTC:
-    """NVRTC's C API through ctypes."""
-
-    def __init__(self, path: str) -> None:
-        self.lib = ctypes.CDLL(path)
-        self.where = path
-        for fn in ("nvrtcCreateProgram", "nvrtcAddNameExpression", "nvrtcCompileProgram",
-                   "nvrtcGetProgramLogSize", "nvrtcGetProgramLog", "nvrtcGetCUBINSize",
-                   "nvrtcGetCUBIN", "nvrtcGetLoweredName", "nvrtcDestroyProgram",
-                   "nvrtcVersion"):
-            getattr(self.lib, fn).restype = ctypes.c_int
-
-    def version(self) -> str:
-        major, minor = ctypes.c_int(), ctypes.c_int()
-        self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-        return f"{major.value}.{minor.value}"
-
-    def _check(self, status: int, what: str) -> None:
-        if status != 0:
-            raise RuntimeError(f"{what} failed with nvrtcResult {status}")
-
-    def compile(self, source: str, names: tuple[str, ...],
-                options: tuple[str, ...]) -> tuple[bytes | None, str, dict]:
-        lib = self.lib
-        prog = ctypes.c_void_p()
-        self._check(lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(),
-                                           b"roicore_kernels.cu", 0, None, None),
-                    "nvrtcCreateProgram")
-        try:
-            for n in names:
-                self._check(lib.nvrtcAddNameExpression(prog, n.encode()),
-                            "nvrtcAddNameExpression")
-            opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
-            status = lib.nvrtcCompileProgram(prog, len(options), opts)
-            size = ctypes.c_size_t()
-            lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
-            buf = ctypes.create_string_buffer(size.value or 1)
-            lib.nvrtcGetProgramLog(prog, buf)
-            log = buf.value.decode("utf-8", "replace")
-            if status != 0:
-                return None, f"nvrtcCompileProgram failed with nvrtcResult {status}\n{log}", {}
-            lowered = {}
-            for n in names:
-                ptr = ctypes.c_char_p()
-                self._check(lib.nvrtcGetLoweredName(prog, n.encode(), ctypes.byref(ptr)),
-                            "nvrtcGetLoweredName")
-                lowered[n] = (ptr.value or b"").decode()
-            lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
-            cubin = ctypes.create_string_buffer(size.value)
-            self._check(lib.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
-            return cubin.raw, log, lowered
-        finally:
-            lib.nvrtcDestroyProgram(ctypes.byref(prog))
-
-
-def _nvrtc_candidates() -> list[str]:
-    cands: list[str] = []
-    found = ctypes.util.find_library("nvrtc")
-    if found:
-        cands.append(found)
-    pats = ["libnvrtc.so", "libnvrtc.so.*[0-9]", "nvrtc64_*.dll"]
-    roots = [os.environ.get(e) for e in ("CUDA_PATH", "CUDA_HOME", "CUDA_ROOT")]
-    dirs = [str(Path(r) / d) for r in roots if r for d in ("lib64", "lib", "bin")]
-    dirs += ["/usr/local/cuda/lib64"]
-    dirs += [str(Path(p) / "nvidia" / "*" / "lib") for p in sys.path if p]
-    dirs += [str(Path(p) / "nvidia" / "*" / "bin") for p in sys.path if p]
-    for d in dirs:
-        for pat in pats:
-            cands += sorted(glob.glob(str(Path(d) / pat)))
-    return [c for c in dict.fromkeys(cands) if "builtins" not in Path(c).name]
-
-
-def find_nvrtc(explicit: str | None = None) -> _CupyNVRTC | _CtypesNVRTC | None:
-    if explicit:
-        return _CtypesNVRTC(explicit)
-    try:
-        binding = _CupyNVRTC()
-        binding.version()
-        return binding
-    except Exception:  # CuPy missing, or its NVRTC cannot be loaded
-        pass
-    for cand in _nvrtc_candidates():
-        try:
-            lib = _CtypesNVRTC(cand)
-            lib.version()
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def nvrtc_options(arch: str, options: tuple[str, ...]) -> tuple[str, ...]:
     """The options CuPy's RawModule passes (besides ours) for one architecture."""
     return (*options, f"-arch={arch}", "--device-as-default-execution-space", "-std=c++17")
+
+
+def compile_nvrtc(lib: T.NVRTC, source: str, names: tuple[str, ...],
+                  options: tuple[str, ...]) -> tuple[bytes | None, str, dict[str, str]]:
+    """Compile with NVRTC (cuda.bindings); returns (cubin or None, log, lowered names)."""
+    nv = lib.module
+
+    def check(result, what: str):
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise RuntimeError(f"{what} failed: {err!r}")
+        return rest[0] if rest else None
+
+    prog = check(nv.nvrtcCreateProgram(source.encode(), b"roicore_kernels.cu", 0, [], []),
+                 "nvrtcCreateProgram")
+    try:
+        for n in names:
+            check(nv.nvrtcAddNameExpression(prog, n.encode()), "nvrtcAddNameExpression")
+        opts = [o.encode() for o in options]
+        (status,) = nv.nvrtcCompileProgram(prog, len(opts), opts)
+        size = check(nv.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+        buf = b" " * size
+        check(nv.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
+        log = buf.rstrip(b"\0").decode("utf-8", "replace")
+        if int(status) != 0:
+            return None, f"nvrtcCompileProgram: {status!r}\n{log}", {}
+        lowered = {n: check(nv.nvrtcGetLoweredName(prog, n.encode()),
+                            "nvrtcGetLoweredName").decode() for n in names}
+        size = check(nv.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        check(nv.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+        return cubin, log, lowered
+    finally:
+        nv.nvrtcDestroyProgram(prog)
 
 
 # --------------------------------------------------------------------------- command
@@ -258,44 +138,45 @@ def _summary() -> str:
             f"{len(S.DTYPE_KERNELS)} x {{{', '.join(S.DTYPES)}}}")
 
 
+def _find(kind: str, args: argparse.Namespace):
+    return T.find_nvrtc() if kind == "nvrtc" else T.find_nvcc(args.nvcc)
+
+
 def run(args: argparse.Namespace) -> int:
-    arch = args.arch
-    if not _ARCH_RE.match(arch):
-        raise ValueError(f"--arch must look like sm_80 or compute_80; got {arch!r}")
-    arch = arch.replace("compute_", "sm_")  # a cubin, so every instantiation can be checked
+    arch = _arch(args.arch).replace("compute_", "sm_")  # a cubin: every instantiation checkable
     source = S.source()
     options = S.options(source)
     names = S.name_expressions()
+
+    tools, why = [], []
     want = ("nvrtc", "nvcc") if args.compiler in ("auto", "all") else (args.compiler,)
-
-    tools = []
     for kind in want:
-        if kind == "nvrtc":
-            lib = find_nvrtc(args.nvrtc)
-            if lib is not None:
-                tools.append(("nvrtc", lib))
-        else:
-            nvcc = find_nvcc(args.nvcc)
-            if nvcc is not None:
-                tools.append(("nvcc", nvcc))
-        if tools and args.compiler == "auto":
+        tool, reason = _find(kind, args)
+        if tool is None:
+            why.append(f"{kind}: {reason}")
+            continue
+        tools.append((kind, tool))
+        if args.compiler == "auto":
+            why = []  # auto needs any one compiler
             break
-    if not tools:
-        which = " or ".join(want)
-        print(f"roicore cuda-check: SKIPPED: no CUDA compiler found ({which}); install the CUDA "
-              f"toolkit (nvcc) or CuPy with NVRTC (pip install 'roicore[cuda]')")
-        return 0
-
     print(f"roicore cuda-check: {len(names)} kernel instantiations ({_summary()}), "
           f"source {S.source_hash(source)}, -arch={arch}")
-    failed = False
+    for line in why:
+        print(f"  FAILED: compiler not found: {line}")
+    if not tools:
+        if args.compiler == "auto":
+            print("  FAILED: no CUDA compiler found: install the CUDA toolkit (nvcc) or NVRTC "
+                  f"with {T.INSTALL_HINT}")
+        return 1
+
+    failed = bool(why)
     for kind, tool in tools:
         t0 = time.perf_counter()
         if kind == "nvrtc":
-            label = f"NVRTC {tool.version()} ({tool.where})"
-            cubin, log, lowered = tool.compile(source, names, nvrtc_options(arch, options))
+            label = f"NVRTC {tool.version()} ({tool.path}, found via {tool.found_via})"
+            cubin, log, lowered = compile_nvrtc(tool, source, names, nvrtc_options(arch, options))
         else:
-            label = f"nvcc {_nvcc_version(tool)} ({tool})"
+            label = f"nvcc {T.nvcc_version(tool)} ({tool})"
             cubin, log = compile_nvcc(tool, source, names, options, arch)
             lowered = {}
         dt = time.perf_counter() - t0
@@ -305,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  compiled 0/{len(names)} kernel instantiations")
             failed = True
             continue
-        missing = missing_instantiations(cubin, names)
+        missing = missing_instantiations(cubin, names, lowered)
         ok = len(names) - len(missing)
         if args.verbose:
             if log.strip():

@@ -33,7 +33,7 @@ SEED_OUTPUT = np.array([[0.85, 0.84], [0.97, 0.96]], dtype=np.float32)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                        help="dtype of the feature map (default float32)")
+                        help="data type of the feature map (default float32)")
 
 
 def _fmt(a: np.ndarray) -> str:

@@ -1,4 +1,4 @@
-"""``python -m roicore info``: version, OpenMP, threads, CuPy / CUDA device."""
+"""``python -m roicore info``: version, OpenMP, threads, CUDA compilers, CuPy / CUDA device."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"CPU kernels: {_cpu.cpu_isa()} "
           "(cap with ROICORE_CPU_ISA=reference|baseline|avx2|avx512)")
+    from roicore import _cuda_tools
+
+    nvrtc, why = _cuda_tools.find_nvrtc()
+    print(f"NVRTC: {nvrtc.version()} ({nvrtc.path})" if nvrtc else f"NVRTC: not found ({why})")
+    nvcc, why = _cuda_tools.find_nvcc()
+    print(f"nvcc: {_cuda_tools.nvcc_version(nvcc)} ({nvcc})" if nvcc
+          else f"nvcc: not found ({why})")
     if importlib.util.find_spec("cupy") is None:
         print("CuPy: not installed (GPU backend unavailable; pip install 'roicore[cuda]')")
         return 0

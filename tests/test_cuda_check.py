@@ -1,8 +1,10 @@
 """The GPU backend's parts that need no GPU.
 
 ``python -m roicore cuda-check`` compiles every kernel instantiation with
-nvcc or NVRTC (skipped when neither exists); the source assembly, the RoI
-check switch and the host-side sampling-grid check are tested directly.
+NVRTC (cuda-pathfinder + cuda-bindings, from the test extra) and nvcc (each
+test skipped when its compiler is absent, a missing compiler is a failure of
+the command); the source assembly, the RoI check switch and the host-side
+sampling-grid check are tested directly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import roicore
 from roicore import _api as A
 from roicore import _cuda_check as CC
 from roicore import _cuda_source as S
+from roicore import _cuda_tools as CT
 from roicore import _gpu_config as GC
 from roicore.__main__ import main
 
@@ -31,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # + 2 templated on <T> (the deterministic backward's CSR: count, csr)
 EXPECTED_INSTANTIATIONS = 8 * 2 * 2 + 2 * 2
 
-HAVE_COMPILER = CC.find_nvrtc() is not None or CC.find_nvcc() is not None
-needs_compiler = pytest.mark.skipif(not HAVE_COMPILER, reason="no CUDA compiler (nvcc or NVRTC)")
+NVRTC, NVRTC_WHY = CT.find_nvrtc()
+NVCC, NVCC_WHY = CT.find_nvcc()
+needs_nvrtc = pytest.mark.skipif(NVRTC is None, reason=f"no NVRTC: {NVRTC_WHY}")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason=f"no nvcc: {NVCC_WHY}")
+COMPILERS = [pytest.param("nvrtc", marks=needs_nvrtc), pytest.param("nvcc", marks=needs_nvcc)]
 
 
 def _compiled_counts(text):
@@ -40,37 +46,112 @@ def _compiled_counts(text):
             re.findall(r"compiled (\d+)/(\d+) kernel instantiations", text)]
 
 
+def _no_compilers(monkeypatch):
+    monkeypatch.setattr(CT, "find_nvrtc", lambda: (None, "hidden by the test"))
+    monkeypatch.setattr(CT, "find_nvcc", lambda explicit=None: (None, "hidden by the test"))
+
+
 # --------------------------------------------------------------------------- cuda-check
 
 
-@needs_compiler
-def test_cuda_check_compiles_every_instantiation(capsys):
-    assert main(["cuda-check"]) == 0
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_cuda_check_compiles_every_instantiation(compiler, capsys):
+    assert main(["cuda-check", "--compiler", compiler]) == 0
     out = capsys.readouterr().out
     counts = _compiled_counts(out)
     assert counts == [(EXPECTED_INSTANTIATIONS, EXPECTED_INSTANTIATIONS)], out
+    assert ("NVRTC " if compiler == "nvrtc" else "nvcc ") in out
+    assert "FAILED" not in out
 
 
-@needs_compiler
-def test_cuda_check_fails_on_a_compile_error(capsys, monkeypatch):
+@needs_nvrtc
+def test_cuda_check_nvrtc_without_ld_library_path():
+    # the issue's case: NVRTC from pip wheels (nvidia/cu13/lib) needs its builtins library
+    # beside it; cuda-pathfinder loads it without LD_LIBRARY_PATH
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    p = subprocess.run([sys.executable, "-m", "roicore", "cuda-check", "--compiler", "nvrtc"],
+                       env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _compiled_counts(p.stdout) == [(EXPECTED_INSTANTIATIONS, EXPECTED_INSTANTIATIONS)]
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_cuda_check_fails_on_a_compile_error(compiler, capsys, monkeypatch):
     good = S.source()
     monkeypatch.setattr(S, "source", lambda: good + "\n#error roicore cuda-check self-test\n")
-    assert main(["cuda-check"]) == 1
+    assert main(["cuda-check", "--compiler", compiler]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "self-test" in out
     assert _compiled_counts(out) == [(0, EXPECTED_INSTANTIATIONS)]
 
 
-def test_cuda_check_skips_without_a_compiler(capsys, monkeypatch):
-    monkeypatch.setattr(CC, "find_nvrtc", lambda explicit=None: None)
-    monkeypatch.setattr(CC, "find_nvcc", lambda explicit=None: None)
-    assert main(["cuda-check"]) == 0
-    assert "SKIPPED" in capsys.readouterr().out
+def test_cuda_check_fails_without_any_compiler(capsys, monkeypatch):
+    _no_compilers(monkeypatch)
+    assert main(["cuda-check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: no CUDA compiler found" in out and "SKIPPED" not in out
+    assert "roicore[cuda]" in out
+
+
+@pytest.mark.parametrize("compiler", ["nvrtc", "nvcc", "all"])
+def test_cuda_check_fails_when_the_requested_compiler_is_missing(compiler, capsys,
+                                                                 monkeypatch):
+    _no_compilers(monkeypatch)
+    assert main(["cuda-check", "--compiler", compiler]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: compiler not found" in out and "SKIPPED" not in out
+
+
+def test_cuda_check_fails_with_a_bogus_nvcc(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bogus = str(tmp_path / "no-such-nvcc")
+    p = subprocess.run([sys.executable, "-m", "roicore", "cuda-check", "--compiler", "nvcc",
+                        "--nvcc", bogus], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"FAILED: compiler not found: nvcc: --nvcc {bogus}: no such executable" in p.stdout
+
+
+@needs_nvrtc
+def test_cuda_check_all_fails_if_one_compiler_is_missing(capsys, monkeypatch):
+    # NVRTC compiles everything, but nvcc was asked for too and is absent
+    monkeypatch.setattr(CT, "find_nvcc", lambda explicit=None: (None, "hidden by the test"))
+    assert main(["cuda-check", "--compiler", "all"]) == 1
+    out = capsys.readouterr().out
+    assert _compiled_counts(out) == [(EXPECTED_INSTANTIATIONS, EXPECTED_INSTANTIATIONS)]
+    assert "FAILED: compiler not found: nvcc" in out
+
+
+def test_missing_instantiations_reads_the_code_sections():
+    names = ("rc_pool_fwd<float, true>", "rc_pool_fwd<double, true>", "rc_roi_csr<float>")
+    cubin = (b"\x7fELF\0.shstrtab\0.text._Z11rc_pool_fwdIfLb1EEvPKT_xx\0"
+             b".nv.info._Z10rc_roi_csrIfEvPKT_\0_Z11rc_pool_fwdIdLb1EEvPKT_xx\0")
+    # only a code section counts (not .nv.info or the bare symbol)
+    assert CC.missing_instantiations(cubin, names) == list(names[1:])
+    lowered = {names[0]: "_Z11rc_pool_fwdIfLb1EEvPKT_xx", names[1]: "_Z11rc_pool_fwdIdLb1EEvPKT_",
+               names[2]: "_Z10rc_roi_csrIfEvPKT_"}
+    assert CC.missing_instantiations(cubin, names, lowered) == list(names[1:])
+
+
+def test_nvrtc_is_located_by_cuda_pathfinder(monkeypatch):
+    pytest.importorskip("cuda.pathfinder", reason="cuda-pathfinder not installed")
+    from cuda import pathfinder
+
+    def refuse(name):
+        raise pathfinder.DynamicLibNotFoundError(f"no {name} (test)")
+
+    monkeypatch.setattr(pathfinder, "load_nvidia_dynamic_lib", refuse)
+    lib, why = CT.find_nvrtc()
+    assert lib is None and "cuda-pathfinder found no NVRTC" in why and "no nvrtc (test)" in why
 
 
 def test_cuda_check_rejects_a_bad_arch(capsys):
-    assert main(["cuda-check", "--arch", "80; rm"]) == 2
-    assert "--arch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["cuda-check", "--arch", "80; rm"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("roicore cuda-check: error: argument --arch: expected e.g. sm_80"), err
 
 
 # --------------------------------------------------------------------------- source
@@ -120,7 +201,7 @@ def test_sources_are_package_data():
 
 
 def test_import_roicore_does_not_import_cupy():
-    code = ("import sys, roicore, roicore._cuda_check, roicore._gpu_config; "
+    code = ("import sys, roicore, roicore._cuda_check, roicore._cuda_tools, roicore._gpu_config; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
