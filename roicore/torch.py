@@ -24,20 +24,13 @@ from typing import Any
 try:
     import torch
     from torch import Tensor, nn
-    from torch.autograd.function import once_differentiable
 except ImportError as _exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "roicore.torch needs PyTorch: pip install torch (or pip install 'roicore[torch]')"
     ) from _exc
 
-from . import _api
-
-_FORWARD = {"pool": _api.roi_pool, "align": _api.roi_align, "warp": _api.roi_warp}
-_BACKWARD = {
-    "pool": _api.roi_pool_backward,
-    "align": _api.roi_align_backward,
-    "warp": _api.roi_warp_backward,
-}
+from . import _torch_ops as _ops
+from . import _validation as V
 
 
 def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -> Tensor:
@@ -73,36 +66,18 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
     return boxes.detach().to(device=input.device)
 
 
-class _RoIFunction(torch.autograd.Function):
-    """``input`` -> roicore forward; ``grad_output`` -> roicore backward."""
-
-    @staticmethod
-    def forward(ctx: Any, input: Tensor, rois: Tensor, op: str, kwargs: dict,
-                deterministic: bool) -> Tensor:
-        ctx.op = op
-        ctx.kwargs = kwargs
-        ctx.deterministic = deterministic
-        ctx.save_for_backward(input, rois)
-        return _FORWARD[op](input.detach(), rois, **kwargs)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        input, rois = ctx.saved_tensors
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            grad_input = _BACKWARD[ctx.op](grad_output.contiguous(), input.detach(), rois,
-                                           deterministic=ctx.deterministic, **ctx.kwargs)
-        return grad_input, None, None, None, None
-
-
-def _apply(op: str, input: Tensor, boxes: Any, kwargs: dict, deterministic: bool) -> Tensor:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"`input` must be a torch.Tensor; got {type(input).__name__}")
+def _common(input: Any, boxes: Any, output_size: Any, spatial_scale: Any, layout: Any,
+            num_threads: Any) -> tuple[Tensor, list[int], float]:
+    """Validate what needs no data (so it also runs under torch.compile / export)."""
+    _ops.check_input(input)
+    V.check_layout(layout)
+    ph, pw = V.check_output_size(output_size)
+    scale = V.check_spatial_scale(spatial_scale)
+    if num_threads is not None:
+        V.check_num_threads(num_threads, 1)
     rois = _as_rois(boxes, input)
-    if input.requires_grad and torch.is_grad_enabled():
-        return _RoIFunction.apply(input, rois, op, kwargs, bool(deterministic))
-    return _FORWARD[op](input.detach(), rois, **kwargs)
+    _ops.check_rois(rois)
+    return rois, [ph, pw], scale
 
 
 # --------------------------------------------------------------------------- functions
@@ -131,9 +106,10 @@ def roi_pool(
     -------
     Tensor[K, C, PH, PW]
     """
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale, bins=bins, layout=layout,
-              num_threads=num_threads)
-    return _apply("pool", input, boxes, kw, deterministic)
+    V.check_bins(bins)
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads,
+                         bool(deterministic))
 
 
 def roi_align(
@@ -147,10 +123,12 @@ def roi_align(
     ``mode="max"`` takes the max of the bilinear samples (mmcv); other
     arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.
     """
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale,
-              sampling_ratio=sampling_ratio, aligned=aligned, mode=mode, layout=layout,
-              num_threads=num_threads)
-    return _apply("align", input, boxes, kw, deterministic)
+    sr = V.check_sampling_ratio(sampling_ratio)
+    aligned = V.check_aligned(aligned)
+    V.check_mode(mode)
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads,
+                          bool(deterministic))
 
 
 def roi_warp(
@@ -160,10 +138,17 @@ def roi_warp(
     deterministic: bool = False,
 ) -> Tensor:
     """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`."""
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale,
-              sampling_ratio=sampling_ratio, mode=mode, compat=compat, layout=layout,
-              num_threads=num_threads)
-    return _apply("warp", input, boxes, kw, deterministic)
+    sr = V.check_sampling_ratio(sampling_ratio)
+    V.check_mode(mode)
+    V.check_compat(compat)
+    if compat == "mnc" and sr > 1:
+        raise ValueError(
+            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
+            f"`sampling_ratio` must be <= 1, got {sr}"
+        )
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
+                         bool(deterministic))
 
 
 # --------------------------------------------------------------------------- modules
