@@ -19,6 +19,7 @@ torch.Size([2, 16, 7, 7])
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 try:
@@ -240,4 +241,195 @@ class RoIWarp(nn.Module):
         return s + ("" if self.compat is None else f", compat={self.compat!r}")
 
 
-__all__ = ["RoIAlign", "RoIPool", "RoIWarp", "roi_align", "roi_pool", "roi_warp"]
+# --------------------------------------------------------------------------- FPN pooler
+def _infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
+    """torchvision's ``_infer_scale``: the power of two nearest the height ratio."""
+    approx = float(feature.shape[-2]) / float(original_size[0])
+    return 2.0 ** round(math.log2(approx))
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """Drop-in for ``torchvision.ops.MultiScaleRoIAlign`` (the FPN RoI pooler).
+
+    Same constructor, same ``forward(x, boxes, image_shapes)``, bit-identical
+    output and input gradients: the scales are inferred from the first call's
+    feature/image size ratios and each RoI goes to level
+    ``clamp(floor(k0 + log2(sqrt(area) / s0 + 1e-6)), k_min, k_max)``, computed
+    with torchvision's float32 expression.  All levels are pooled by ONE
+    registered op, ``torch.ops.roicore.multi_scale_roi_align``: inside it the
+    levels are assigned in one vectorised pass (a stable sort by level) and
+    roicore's RoI Align kernel runs once per non-empty level on that level's
+    RoIs.  No per-level Python loop, ``nonzero`` or host sync is visible to
+    autograd, ``torch.compile`` (``fullgraph=True``) or ``torch.export``.
+
+    Parameters
+    ----------
+    featmap_names : list of str
+        Keys of the feature maps to pool from, finest first.
+    output_size : int or (int, int)
+        Output bins (PH, PW).
+    sampling_ratio : int
+        Samples per bin side (``<= 0``: adaptive), as in RoI Align.
+    canonical_scale, canonical_level : int, optional
+        ``s0`` and ``k0`` of the FPN paper's level rule (224 and 4).
+    num_threads : int, optional
+        OpenMP threads of the CPU kernels (default: OpenMP's default).
+    deterministic : bool, optional
+        Bit-identical gradients on CUDA (the CPU is always deterministic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from roicore.torch import MultiScaleRoIAlign
+    >>> m = MultiScaleRoIAlign(["feat1", "feat3"], 3, 2)
+    >>> x = {"feat1": torch.rand(1, 5, 64, 64), "feat3": torch.rand(1, 5, 16, 16)}
+    >>> boxes = torch.rand(6, 4) * 256
+    >>> boxes[:, 2:] += boxes[:, :2]
+    >>> m(x, [boxes], [(512, 512)]).shape
+    torch.Size([6, 5, 3, 3])
+    """
+
+    def __init__(self, featmap_names: list[str], output_size: int | tuple[int, int] | list[int],
+                 sampling_ratio: int, *, canonical_scale: int = 224, canonical_level: int = 4,
+                 num_threads: int | None = None, deterministic: bool = False) -> None:
+        super().__init__()
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        V.check_output_size(tuple(output_size))
+        V.check_sampling_ratio(sampling_ratio)
+        if num_threads is not None:
+            V.check_num_threads(num_threads, 1)
+        self.featmap_names = list(featmap_names)
+        self.output_size = tuple(output_size)
+        self.sampling_ratio = sampling_ratio
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+        self.num_threads = num_threads
+        self.deterministic = deterministic
+        self.scales: list[float] | None = None
+        self.k_min: int | None = None
+        self.k_max: int | None = None
+        self.eps = 1e-6
+
+    @classmethod
+    def from_torchvision(cls, pooler: nn.Module, *, num_threads: int | None = None,
+                         deterministic: bool = False) -> MultiScaleRoIAlign:
+        """The roicore equivalent of a ``torchvision.ops.MultiScaleRoIAlign``
+        (its scales too, if it has already run).
+
+        >>> model.roi_heads.box_roi_pool = MultiScaleRoIAlign.from_torchvision(
+        ...     model.roi_heads.box_roi_pool)  # doctest: +SKIP
+        """
+        new = cls(pooler.featmap_names, pooler.output_size, pooler.sampling_ratio,
+                  canonical_scale=pooler.canonical_scale,
+                  canonical_level=pooler.canonical_level,
+                  num_threads=num_threads, deterministic=deterministic)
+        mapper = getattr(pooler, "map_levels", None)
+        if getattr(pooler, "scales", None) is not None and mapper is not None:
+            new.scales = list(pooler.scales)
+            new.k_min, new.k_max, new.eps = int(mapper.k_min), int(mapper.k_max), mapper.eps
+        return new
+
+    def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> None:
+        if not image_shapes:
+            raise ValueError("`image_shapes` must not be empty")
+        max_x = max(int(s[0]) for s in image_shapes)
+        max_y = max(int(s[1]) for s in image_shapes)
+        scales = [_infer_scale(f, (max_x, max_y)) for f in features]
+        self.k_min = int(-math.log2(scales[0]))
+        self.k_max = int(-math.log2(scales[-1]))
+        self.scales = scales
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor],
+                image_shapes: list[tuple[int, int]]) -> Tensor:
+        """Pool every box from its FPN level.
+
+        Parameters
+        ----------
+        x : dict of str to Tensor[N, C, H_l, W_l]
+            Feature maps; those named in ``featmap_names`` are used, in the
+            dict's order.
+        boxes : list of Tensor[K_i, 4]
+            ``[x1, y1, x2, y2]`` per image, in image coordinates.
+        image_shapes : list of (int, int)
+            (height, width) of each image before the backbone.
+
+        Returns
+        -------
+        Tensor[sum K_i, C, PH, PW]
+        """
+        features = [v for k, v in x.items() if k in self.featmap_names]
+        if not features:
+            raise ValueError(
+                f"none of `featmap_names` {self.featmap_names} is a key of `x` "
+                f"({list(x.keys())})"
+            )
+        if self.scales is None:
+            self._setup_scales(features, image_shapes)
+        if not isinstance(boxes, (list, tuple)) or not all(isinstance(b, Tensor) for b in boxes):
+            raise TypeError("`boxes` must be a list of Tensor[K_i, 4] (one per image)")
+        rois = _as_rois(list(boxes), features[0])
+        return _ops.multi_scale_roi_align(
+            features, rois, list(self.scales), list(self.output_size),
+            V.check_sampling_ratio(self.sampling_ratio), False, self.k_min, self.k_max,
+            self.canonical_scale, self.canonical_level, self.eps, self.num_threads,
+            bool(self.deterministic))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
+                f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})")
+
+
+def replace_roi_poolers(model: nn.Module, *, num_threads: int | None = None,
+                        deterministic: bool = False) -> nn.Module:
+    """Swap every torchvision RoI pooler inside ``model`` for roicore's, in place.
+
+    ``torchvision.ops.MultiScaleRoIAlign``, ``RoIAlign`` and ``RoIPool``
+    modules become :class:`MultiScaleRoIAlign`, :class:`RoIAlign` and
+    :class:`RoIPool` with the same settings (identical results).  Anything else
+    is left alone.
+
+    Parameters
+    ----------
+    model : nn.Module
+        E.g. ``torchvision.models.detection.maskrcnn_resnet50_fpn(...)``.
+    num_threads, deterministic
+        Passed to the new modules.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself (modified in place), for chaining.
+
+    Examples
+    --------
+    >>> import torchvision  # doctest: +SKIP
+    >>> model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None)  # doctest: +SKIP
+    >>> roicore.torch.replace_roi_poolers(model)  # doctest: +SKIP
+    """
+    try:
+        from torchvision import ops as tv_ops
+    except ImportError as exc:  # pragma: no cover - needs torchvision absent
+        raise ImportError("replace_roi_poolers needs torchvision: pip install torchvision") from exc
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        kw: dict[str, Any] = dict(num_threads=num_threads, deterministic=deterministic)
+        if isinstance(m, tv_ops.MultiScaleRoIAlign):
+            return MultiScaleRoIAlign.from_torchvision(m, **kw)
+        if isinstance(m, tv_ops.RoIAlign):
+            return RoIAlign(m.output_size, m.spatial_scale, m.sampling_ratio, m.aligned, **kw)
+        if isinstance(m, tv_ops.RoIPool):
+            return RoIPool(m.output_size, m.spatial_scale, **kw)
+        return None
+
+    for name, child in list(model.named_children()):
+        new = convert(child)
+        if new is None:
+            replace_roi_poolers(child, num_threads=num_threads, deterministic=deterministic)
+        else:
+            setattr(model, name, new)
+    return model
+
+
+__all__ = ["MultiScaleRoIAlign", "RoIAlign", "RoIPool", "RoIWarp", "replace_roi_poolers",
+           "roi_align", "roi_pool", "roi_warp"]
