@@ -431,5 +431,33 @@ def replace_roi_poolers(model: nn.Module, *, num_threads: int | None = None,
     return model
 
 
-__all__ = ["MultiScaleRoIAlign", "RoIAlign", "RoIPool", "RoIWarp", "replace_roi_poolers",
-           "roi_align", "roi_pool", "roi_warp"]
+# --------------------------------------------------------------------------- ONNX
+def onnx_translation_table() -> dict[Any, Any]:
+    """ONNX translations of roicore's ops, for ``torch.onnx.export(..., dynamo=True)``.
+
+    Pass it as ``custom_translation_table``: ``roi_align`` (``mode="avg"``)
+    becomes the standard ONNX ``RoiAlign`` (``coordinate_transformation_mode``
+    ``"half_pixel"`` for ``aligned=True``, ``"output_half_pixel"`` otherwise;
+    the batch indices split out as int64) and ``roi_pool`` (``bins="fast_rcnn"``)
+    becomes ``MaxRoiPool``.  Ops with no ONNX equivalent (``mode="max"``,
+    ``bins="equal"``, ``roi_warp``, NHWC, ``MultiScaleRoIAlign``) make the
+    export fail with an error naming the op.  Needs ``onnxscript``.
+
+    Returns
+    -------
+    dict
+        ``{torch.ops.roicore.<op>.default: onnxscript function}``.
+
+    Examples
+    --------
+    >>> table = onnx_translation_table()
+    >>> prog = torch.onnx.export(model, (x, rois), dynamo=True,
+    ...                          custom_translation_table=table)  # doctest: +SKIP
+    """
+    from . import _torch_onnx
+
+    return _torch_onnx.translation_table()
+
+
+__all__ = ["MultiScaleRoIAlign", "RoIAlign", "RoIPool", "RoIWarp", "onnx_translation_table",
+           "replace_roi_poolers", "roi_align", "roi_pool", "roi_warp"]
