@@ -1,11 +1,15 @@
-"""PyTorch front end: autograd functions and ``nn.Module`` s (CPU and CUDA tensors).
+"""PyTorch front end: registered custom ops, autograd and ``nn.Module`` s (CPU and CUDA).
 
-Drop-in for ``torchvision.ops.roi_pool`` / ``roi_align`` (same arguments,
-same results), plus RoI Warp and roicore's extra options (``mode="max"``,
-``bins="equal"``, ``compat="mnc"``, NHWC layout).  The tensors' memory goes
-to roicore's kernels through DLPack without a copy: CPU tensors run on the
-OpenMP backend, CUDA tensors on the CuPy backend.  Gradients flow to
-``input``; ``rois`` get none (as in torchvision).
+Drop-in for ``torchvision.ops.roi_pool`` / ``roi_align`` / ``MultiScaleRoIAlign``
+(same arguments, same results), plus RoI Warp and roicore's extra options
+(``mode="max"``, ``bins="equal"``, ``compat="mnc"``, NHWC layout).  Every
+function calls an op registered with the PyTorch dispatcher
+(``torch.ops.roicore.*``, see :mod:`roicore._torch_ops`), so ``torch.compile``
+(``fullgraph=True``), ``torch.export`` and the ONNX exporter (with
+:func:`onnx_translation_table`) see one opaque node per call.  CPU tensors run
+on the OpenMP kernels on views of their memory, CUDA tensors on the CuPy
+backend; bfloat16 is computed in float32.  Gradients flow to ``input``;
+``rois`` get none (as in torchvision).
 
 >>> import torch
 >>> from roicore.torch import RoIAlign

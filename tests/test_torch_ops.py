@@ -391,3 +391,15 @@ def test_autocast_gradient_flows_in_input_dtype():
                                      xb.detach().float().numpy(), ROIS.float().numpy(), 3, 0.5, 2)
     assert xb.grad.dtype == torch.bfloat16
     assert torch.equal(xb.grad, torch.from_numpy(ref).bfloat16())
+
+
+def test_benchmark_script_runs_and_checks_identity(capsys):
+    _tv()
+    from benchmarks import torch_multiscale
+
+    torch_multiscale.main(["--rounds", "1", "--threads", "1", "--height", "64", "--width", "96",
+                           "--channels", "4", "--boxes", "20"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if not line.startswith("#")][1:]
+    assert [r[:2] for r in rows] == [["1", "forward"], ["1", "backward"]]
+    assert all(r[-1].endswith("x") for r in rows)
