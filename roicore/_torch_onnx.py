@@ -23,8 +23,8 @@ import torch
 def _no_onnx(what: str, why: str) -> NotImplementedError:
     return NotImplementedError(
         f"{what} has no ONNX equivalent ({why}); only roicore::roi_align with mode='avg' "
-        f"(ONNX RoiAlign) and roicore::roi_pool with bins='fast_rcnn' (ONNX MaxRoiPool) "
-        f"can be exported, in NCHW layout"
+        f"and roicore::multi_scale_roi_align (ONNX RoiAlign), and roicore::roi_pool with "
+        f"bins='fast_rcnn' (ONNX MaxRoiPool) can be exported, in NCHW layout"
     )
 
 
@@ -47,12 +47,7 @@ def roi_align(input, rois, output_size: Sequence[int], spatial_scale: float,
     batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=onnxscript.INT64.dtype)
     boxes = op.Slice(rois, [1], [5], [1])
     ph, pw = output_size
-    return op.RoiAlign(
-        input, boxes, batch,
-        coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
-        mode="avg", output_height=ph, output_width=pw,
-        sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(spatial_scale),
-    )
+    return _roi_align_node(input, boxes, batch, ph, pw, spatial_scale, sampling_ratio, aligned)
 
 
 def roi_pool(input, rois, output_size: Sequence[int], spatial_scale: float, bins: str,
@@ -72,10 +67,51 @@ def roi_warp(*args, **kwargs):
     raise _no_onnx("roicore::roi_warp", "no ONNX operator rounds the box and then samples it")
 
 
-def multi_scale_roi_align(*args, **kwargs):
-    """roicore::multi_scale_roi_align: not translated."""
-    raise _no_onnx("roicore::multi_scale_roi_align",
-                   "the per-RoI FPN level choice has no single ONNX operator")
+def _roi_align_node(input, boxes, batch, ph: int, pw: int, scale: float, sampling_ratio: int,
+                    aligned: bool):
+    return op.RoiAlign(
+        input, boxes, batch,
+        coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
+        mode="avg", output_height=ph, output_width=pw,
+        sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(scale),
+    )
+
+
+def multi_scale_roi_align(features, rois, scales: Sequence[float], output_size: Sequence[int],
+                          sampling_ratio: int, aligned: bool, k_min: int, k_max: int,
+                          canonical_scale: int, canonical_level: int, eps: float,
+                          num_threads: int | None = None, deterministic: bool = False):
+    """roicore::multi_scale_roi_align -> the FPN level of each RoI (the same float
+    expression, with ``log2(v)`` as ``Log(v) / Log(2)``), one ``RoiAlign`` per level
+    over all RoIs, and a ``Where`` per level keeping each RoI's own level."""
+    ph, pw = output_size
+    batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=onnxscript.INT64.dtype)
+    boxes = op.Slice(rois, [1], [5], [1])
+    if len(features) == 1:
+        return _roi_align_node(features[0], boxes, batch, ph, pw, scales[0], sampling_ratio,
+                               aligned)
+    x1 = op.Slice(rois, [1], [2], [1])
+    y1 = op.Slice(rois, [2], [3], [1])
+    x2 = op.Slice(rois, [3], [4], [1])
+    y2 = op.Slice(rois, [4], [5], [1])
+    s = op.Sqrt(op.Mul(op.Sub(x2, x1), op.Sub(y2, y1)))  # (K, 1)
+    s0 = op.CastLike(op.Constant(value_float=float(canonical_scale)), s)
+    ln2 = op.CastLike(op.Constant(value_float=0.6931471805599453), s)
+    log2 = op.Div(op.Log(op.Div(s, s0)), ln2)
+    k0 = op.CastLike(op.Constant(value_float=float(canonical_level)), s)
+    e = op.CastLike(op.Constant(value_float=float(eps)), s)
+    lvl = op.Floor(op.Add(op.Add(k0, log2), e))
+    lvl = op.Clip(lvl, op.CastLike(op.Constant(value_float=float(k_min)), s),
+                  op.CastLike(op.Constant(value_float=float(k_max)), s))
+    lvl = op.Sub(op.Cast(lvl, to=onnxscript.INT64.dtype), op.Constant(value_int=int(k_min)))
+    lvl = op.Unsqueeze(lvl, [2, 3])  # (K, 1, 1, 1)
+    result = None
+    for i, feat in enumerate(features):
+        y = _roi_align_node(feat, boxes, batch, ph, pw, scales[i], sampling_ratio, aligned)
+        keep = op.Equal(lvl, op.Constant(value_int=i))
+        y = op.Where(keep, y, op.CastLike(op.Constant(value_float=0.0), y))
+        result = y if result is None else op.Add(result, y)
+    return result
 
 
 def translation_table() -> dict[Callable, Callable]:

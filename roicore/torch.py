@@ -443,9 +443,10 @@ def onnx_translation_table() -> dict[Any, Any]:
     becomes the standard ONNX ``RoiAlign`` (``coordinate_transformation_mode``
     ``"half_pixel"`` for ``aligned=True``, ``"output_half_pixel"`` otherwise;
     the batch indices split out as int64) and ``roi_pool`` (``bins="fast_rcnn"``)
-    becomes ``MaxRoiPool``.  Ops with no ONNX equivalent (``mode="max"``,
-    ``bins="equal"``, ``roi_warp``, NHWC, ``MultiScaleRoIAlign``) make the
-    export fail with an error naming the op.  Needs ``onnxscript``.
+    becomes ``MaxRoiPool``; ``MultiScaleRoIAlign`` becomes the level rule, one
+    ``RoiAlign`` per level over all RoIs and a ``Where`` per level.  Ops with no
+    ONNX equivalent (``mode="max"``, ``bins="equal"``, ``roi_warp``, NHWC) make
+    the export fail with an error naming the op.  Needs ``onnxscript``.
 
     Returns
     -------

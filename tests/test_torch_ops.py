@@ -163,16 +163,17 @@ def test_export_has_the_registered_ops_and_runs():
 
 
 # ----------------------------------------------------------------------------- ONNX
-def _onnx_run(model, x, r):
+def _onnx_run(model, *args, opset=None):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     pytest.importorskip("onnxscript", reason="onnxscript not installed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(model.eval(), (x, r), dynamo=True, verbose=False,
+        prog = torch.onnx.export(model.eval(), args, dynamo=True, verbose=False,
+                                 opset_version=opset,
                                  custom_translation_table=rt.onnx_translation_table())
     proto = prog.model_proto
     sess = ort.InferenceSession(proto.SerializeToString())
-    feed = {sess.get_inputs()[0].name: x.numpy(), sess.get_inputs()[1].name: r.numpy()}
+    feed = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args, strict=True)}
     return proto, sess.run(None, feed)[0]
 
 
@@ -184,13 +185,13 @@ def _random_rois(n=40, seed=0):
     return torch.cat([b, xy, xy + wh], 1)
 
 
-@pytest.mark.parametrize(("aligned", "sampling_ratio", "scale"),
-                         [(False, 2, 0.5), (True, -1, 1.0), (True, 3, 0.25)])
-def test_onnx_roi_align_node_in_onnxruntime(aligned, sampling_ratio, scale):
+@pytest.mark.parametrize(("aligned", "sampling_ratio", "scale", "opset"),
+                         [(False, 2, 0.5, None), (True, -1, 1.0, None), (True, 3, 0.25, 16)])
+def test_onnx_roi_align_node_in_onnxruntime(aligned, sampling_ratio, scale, opset):
     x = torch.randn(2, 4, 20, 24, generator=torch.Generator().manual_seed(1))
     r = _random_rois()
     model = rt.RoIAlign((3, 4), scale, sampling_ratio, aligned)
-    proto, got = _onnx_run(model, x, r)
+    proto, got = _onnx_run(model, x, r, opset=opset)
     nodes = [n for n in proto.graph.node if n.op_type == "RoiAlign"]
     assert len(nodes) == 1
     attrs = {a.name: a for a in nodes[0].attribute}
@@ -207,6 +208,26 @@ def test_onnx_roi_pool_is_max_roi_pool():
     proto, got = _onnx_run(model, x, r)
     assert [n.op_type for n in proto.graph.node if "Roi" in n.op_type] == ["MaxRoiPool"]
     np.testing.assert_array_equal(got, model(x, r).numpy())
+
+
+class _FPNPooler(torch.nn.Module):
+    def __init__(self, shapes):
+        super().__init__()
+        self.pool = rt.MultiScaleRoIAlign(NAMES, 3, 2)
+        self.shapes = shapes
+
+    def forward(self, f0, f1, f2, f3, b0, b1):
+        x = OrderedDict(zip(NAMES, (f0, f1, f2, f3), strict=True))
+        return self.pool(x, [b0, b1], self.shapes)
+
+
+def test_onnx_multi_scale_roi_align_in_onnxruntime():
+    x, boxes, shapes = _fpn(6, H=128, W=192, C=4, n_boxes=30)
+    args = tuple(x[n].detach() for n in NAMES) + tuple(boxes)
+    model = _FPNPooler(shapes)
+    proto, got = _onnx_run(model, *args)
+    assert [n.op_type for n in proto.graph.node].count("RoiAlign") == 4
+    np.testing.assert_allclose(got, model(*args).numpy(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(("model", "name"), [
@@ -403,3 +424,16 @@ def test_benchmark_script_runs_and_checks_identity(capsys):
     rows = [line.split() for line in out.splitlines() if not line.startswith("#")][1:]
     assert [r[:2] for r in rows] == [["1", "forward"], ["1", "backward"]]
     assert all(r[-1].endswith("x") for r in rows)
+
+
+def test_multiscale_same_bits_for_any_thread_count():
+    x, boxes, shapes = _fpn(7, H=256, W=320, C=8, n_boxes=80)
+    outs, grads = [], []
+    for n in (1, 2, 3):
+        y = rt.MultiScaleRoIAlign(NAMES, 7, 2, num_threads=n)(x, boxes, shapes)
+        g = torch.ones_like(y)
+        outs.append(y)
+        grads.append(_grads(y, x, g))
+    for y, gs in zip(outs[1:], grads[1:], strict=True):
+        assert torch.equal(y, outs[0])
+        assert all(torch.equal(a, b) for a, b in zip(gs, grads[0], strict=True))
