@@ -243,18 +243,19 @@ def fpn_levels(rois: Tensor, k_min: int, k_max: int, canonical_scale: int,
 
 
 def _level_subsets(rois: Tensor, n_levels: int, k_min: int, k_max: int, canonical_scale: int,
-                   canonical_level: int, eps: float) -> list[tuple[int, Tensor]]:
+                   canonical_level: int, eps: float) -> tuple[list[tuple[int, Tensor]], bool]:
     """(level, indices of its RoIs) for every non-empty level, from ONE vectorised
-    pass over the RoIs (a stable counting sort by level)."""
+    pass over the RoIs (a stable sort by level), and whether every RoI has a level."""
     if n_levels == 1:
         idx = torch.arange(rois.shape[0], device=rois.device)
-        return [(0, idx)] if rois.shape[0] else []
+        return ([(0, idx)] if rois.shape[0] else []), True
     levels = fpn_levels(rois, k_min, k_max, canonical_scale, canonical_level, eps)
     ids = torch.arange(rois.shape[0], device=rois.device)
     # a level outside [0, n_levels) comes only from a NaN area (x2 < x1): torchvision
     # pools such a RoI on no level (its output stays 0), and so does roicore
     valid = (levels >= 0) & (levels < n_levels)
-    if not bool(valid.all()):
+    complete = bool(valid.all())
+    if not complete:
         levels, ids = levels[valid], ids[valid]
     order = ids[torch.argsort(levels, stable=True)]
     counts = torch.bincount(levels, minlength=n_levels).tolist()
@@ -263,7 +264,7 @@ def _level_subsets(rois: Tensor, n_levels: int, k_min: int, k_max: int, canonica
         if n:
             out.append((lvl, order[start:start + n]))
         start += n
-    return out
+    return out, complete
 
 
 def _check_features(features: list[Tensor], rois: Tensor, scales: list[float]) -> None:
@@ -294,11 +295,13 @@ def multi_scale_roi_align(features: list[Tensor], rois: Tensor, scales: list[flo
     _check_features(features, rois, scales)
     f0 = features[0]
     ph, pw = output_size
-    out = torch.zeros((rois.shape[0], f0.shape[1], ph, pw), dtype=f0.dtype, device=f0.device)
+    subsets, complete = _level_subsets(rois, len(features), k_min, k_max, canonical_scale,
+                                       canonical_level, eps)
+    # every row is written by its level's kernel: zero-fill only if some RoI has no level
+    alloc = torch.empty if complete else torch.zeros
+    out = alloc((rois.shape[0], f0.shape[1], ph, pw), dtype=f0.dtype, device=f0.device)
     kw = dict(output_size=(ph, pw), sampling_ratio=sampling_ratio, aligned=aligned,
               num_threads=num_threads)
-    subsets = _level_subsets(rois, len(features), k_min, k_max, canonical_scale,
-                             canonical_level, eps)
     for lvl, idx in subsets:
         sub = rois.index_select(0, idx)
         y = _forward(_api.roi_align, features[lvl], sub,
@@ -315,16 +318,17 @@ def multi_scale_roi_align_backward(
         canonical_scale: int, canonical_level: int, eps: float, num_threads: int | None,
         deterministic: bool) -> list[Tensor]:
     _check_features(features, rois, scales)
-    grads = [torch.zeros_like(f, memory_format=torch.contiguous_format) for f in features]
+    grads: list[Tensor | None] = [None] * len(features)
     kw = dict(output_size=tuple(output_size), sampling_ratio=sampling_ratio, aligned=aligned,
               num_threads=num_threads, deterministic=deterministic)
-    subsets = _level_subsets(rois, len(features), k_min, k_max, canonical_scale,
-                             canonical_level, eps)
+    subsets, _ = _level_subsets(rois, len(features), k_min, k_max, canonical_scale,
+                                canonical_level, eps)
     for lvl, idx in subsets:
         grads[lvl] = _backward(_api.roi_align_backward, grad_output.index_select(0, idx),
                                features[lvl], rois.index_select(0, idx),
                                dict(kw, spatial_scale=scales[lvl]))
-    return grads
+    return [g if g is not None else torch.zeros_like(f, memory_format=torch.contiguous_format)
+            for g, f in zip(grads, features, strict=True)]
 
 
 @multi_scale_roi_align.register_fake
