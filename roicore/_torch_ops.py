@@ -403,6 +403,3 @@ for _key in _AUTOCAST_KEYS:
     _autocast_lib.impl("multi_scale_roi_align", _autocast_multi, _key)
 
 del _op, _key, _name
-
-#: Every forward op, by roicore's short name.
-FORWARD = {"pool": roi_pool, "align": roi_align, "warp": roi_warp}

@@ -96,7 +96,8 @@ def roi_pool(
     Parameters
     ----------
     input : Tensor[N, C, H, W]
-        Feature map (CPU or CUDA; float16/32/64).
+        Feature map (CPU or CUDA; float16, bfloat16, float32 or float64; float16 and
+        bfloat16 are computed in float32 and returned in their own dtype).
     boxes : Tensor[K, 5] or list of Tensor[K_i, 4]
         ``[batch_index, x1, y1, x2, y2]`` rows, or one ``[x1, y1, x2, y2]``
         tensor per image, in input-image coordinates.
@@ -318,9 +319,22 @@ class MultiScaleRoIAlign(nn.Module):
     @classmethod
     def from_torchvision(cls, pooler: nn.Module, *, num_threads: int | None = None,
                          deterministic: bool = False) -> MultiScaleRoIAlign:
-        """The roicore equivalent of a ``torchvision.ops.MultiScaleRoIAlign``
-        (its scales too, if it has already run).
+        """The roicore equivalent of a ``torchvision.ops.MultiScaleRoIAlign``.
 
+        Parameters
+        ----------
+        pooler : torchvision.ops.MultiScaleRoIAlign
+            Its featmap names, output size, sampling ratio, canonical scale and
+            level are copied, and its scales and level range if it has already run.
+        num_threads, deterministic
+            As in the constructor.
+
+        Returns
+        -------
+        MultiScaleRoIAlign
+
+        Examples
+        --------
         >>> model.roi_heads.box_roi_pool = MultiScaleRoIAlign.from_torchvision(
         ...     model.roi_heads.box_roi_pool)  # doctest: +SKIP
         """

@@ -261,6 +261,7 @@ def _fpn(seed, H=320, W=480, C=8, n_boxes=60, dtype=torch.float32):
         wh = torch.rand(n_boxes, 2, generator=g, dtype=dtype) ** 2 * torch.tensor([W, H])
         boxes.append(torch.cat([xy, xy + wh], 1))
     boxes[0][0] = torch.tensor([10.0, 10.0, 10.0, 10.0])  # zero area: lowest level
+    boxes[1][0] = torch.tensor([50.0, 10.0, 40.0, 30.0])  # x2 < x1: NaN level, no level
     return x, boxes, [(H, W), (H - 20, W - 40)]
 
 
