@@ -438,3 +438,18 @@ def test_multiscale_same_bits_for_any_thread_count():
     for y, gs in zip(outs[1:], grads[1:], strict=True):
         assert torch.equal(y, outs[0])
         assert all(torch.equal(a, b) for a, b in zip(gs, grads[0], strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_multiscale_autocast_matches_torchvision(dtype):
+    tv = _tv()
+    x, boxes, shapes = _fpn(8, H=128, W=192, C=4, n_boxes=30)
+    x = OrderedDict((k, v.detach().to(dtype).requires_grad_(True)) for k, v in x.items())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = tv.ops.MultiScaleRoIAlign(NAMES, 5, 2)(x, boxes, shapes)
+        got = rt.MultiScaleRoIAlign(NAMES, 5, 2)(x, boxes, shapes)
+    assert got.dtype == ref.dtype == dtype
+    assert torch.equal(got, ref)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    for a, b in zip(_grads(ref, x, g), _grads(got, x, g), strict=True):
+        assert a.dtype == b.dtype == dtype and torch.equal(a, b)
