@@ -8,6 +8,7 @@ check can never read or write out of bounds.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def check_spatial_scale(spatial_scale: Any) -> float:
     if isinstance(spatial_scale, (bool, np.bool_)) or not isinstance(spatial_scale, numbers.Real):
         raise TypeError(f"`spatial_scale` must be a real number; got {spatial_scale!r}")
     s = float(spatial_scale)
-    if not np.isfinite(s) or s <= 0:
+    if not math.isfinite(s) or s <= 0:
         raise ValueError(f"`spatial_scale` must be finite and > 0; got {spatial_scale!r}")
     return s
 

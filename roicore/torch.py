@@ -1,11 +1,15 @@
-"""PyTorch front end: autograd functions and ``nn.Module`` s (CPU and CUDA tensors).
+"""PyTorch front end: registered custom ops, autograd and ``nn.Module`` s (CPU and CUDA).
 
-Drop-in for ``torchvision.ops.roi_pool`` / ``roi_align`` (same arguments,
-same results), plus RoI Warp and roicore's extra options (``mode="max"``,
-``bins="equal"``, ``compat="mnc"``, NHWC layout).  The tensors' memory goes
-to roicore's kernels through DLPack without a copy: CPU tensors run on the
-OpenMP backend, CUDA tensors on the CuPy backend.  Gradients flow to
-``input``; ``rois`` get none (as in torchvision).
+Drop-in for ``torchvision.ops.roi_pool`` / ``roi_align`` / ``MultiScaleRoIAlign``
+(same arguments, same results), plus RoI Warp and roicore's extra options
+(``mode="max"``, ``bins="equal"``, ``compat="mnc"``, NHWC layout).  Every
+function calls an op registered with the PyTorch dispatcher
+(``torch.ops.roicore.*``, see :mod:`roicore._torch_ops`), so ``torch.compile``
+(``fullgraph=True``), ``torch.export`` and the ONNX exporter (with
+:func:`onnx_translation_table`) see one opaque node per call.  CPU tensors run
+on the OpenMP kernels on views of their memory, CUDA tensors on the CuPy
+backend; bfloat16 is computed in float32.  Gradients flow to ``input``;
+``rois`` get none (as in torchvision).
 
 >>> import torch
 >>> from roicore.torch import RoIAlign
@@ -19,25 +23,19 @@ torch.Size([2, 16, 7, 7])
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 try:
     import torch
     from torch import Tensor, nn
-    from torch.autograd.function import once_differentiable
 except ImportError as _exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "roicore.torch needs PyTorch: pip install torch (or pip install 'roicore[torch]')"
     ) from _exc
 
-from . import _api
-
-_FORWARD = {"pool": _api.roi_pool, "align": _api.roi_align, "warp": _api.roi_warp}
-_BACKWARD = {
-    "pool": _api.roi_pool_backward,
-    "align": _api.roi_align_backward,
-    "warp": _api.roi_warp_backward,
-}
+from . import _torch_ops as _ops
+from . import _validation as V
 
 
 def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -> Tensor:
@@ -73,36 +71,18 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
     return boxes.detach().to(device=input.device)
 
 
-class _RoIFunction(torch.autograd.Function):
-    """``input`` -> roicore forward; ``grad_output`` -> roicore backward."""
-
-    @staticmethod
-    def forward(ctx: Any, input: Tensor, rois: Tensor, op: str, kwargs: dict,
-                deterministic: bool) -> Tensor:
-        ctx.op = op
-        ctx.kwargs = kwargs
-        ctx.deterministic = deterministic
-        ctx.save_for_backward(input, rois)
-        return _FORWARD[op](input.detach(), rois, **kwargs)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        input, rois = ctx.saved_tensors
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            grad_input = _BACKWARD[ctx.op](grad_output.contiguous(), input.detach(), rois,
-                                           deterministic=ctx.deterministic, **ctx.kwargs)
-        return grad_input, None, None, None, None
-
-
-def _apply(op: str, input: Tensor, boxes: Any, kwargs: dict, deterministic: bool) -> Tensor:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"`input` must be a torch.Tensor; got {type(input).__name__}")
+def _common(input: Any, boxes: Any, output_size: Any, spatial_scale: Any, layout: Any,
+            num_threads: Any) -> tuple[Tensor, list[int], float]:
+    """Validate what needs no data (so it also runs under torch.compile / export)."""
+    _ops.check_input(input)
+    V.check_layout(layout)
+    ph, pw = V.check_output_size(output_size)
+    scale = V.check_spatial_scale(spatial_scale)
+    if num_threads is not None:
+        V.check_num_threads(num_threads, 1)
     rois = _as_rois(boxes, input)
-    if input.requires_grad and torch.is_grad_enabled():
-        return _RoIFunction.apply(input, rois, op, kwargs, bool(deterministic))
-    return _FORWARD[op](input.detach(), rois, **kwargs)
+    _ops.check_rois(rois)
+    return rois, [ph, pw], scale
 
 
 # --------------------------------------------------------------------------- functions
@@ -116,7 +96,8 @@ def roi_pool(
     Parameters
     ----------
     input : Tensor[N, C, H, W]
-        Feature map (CPU or CUDA; float16/32/64).
+        Feature map (CPU or CUDA; float16, bfloat16, float32 or float64; float16 and
+        bfloat16 are computed in float32 and returned in their own dtype).
     boxes : Tensor[K, 5] or list of Tensor[K_i, 4]
         ``[batch_index, x1, y1, x2, y2]`` rows, or one ``[x1, y1, x2, y2]``
         tensor per image, in input-image coordinates.
@@ -131,9 +112,10 @@ def roi_pool(
     -------
     Tensor[K, C, PH, PW]
     """
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale, bins=bins, layout=layout,
-              num_threads=num_threads)
-    return _apply("pool", input, boxes, kw, deterministic)
+    V.check_bins(bins)
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads,
+                         bool(deterministic))
 
 
 def roi_align(
@@ -147,10 +129,12 @@ def roi_align(
     ``mode="max"`` takes the max of the bilinear samples (mmcv); other
     arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.
     """
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale,
-              sampling_ratio=sampling_ratio, aligned=aligned, mode=mode, layout=layout,
-              num_threads=num_threads)
-    return _apply("align", input, boxes, kw, deterministic)
+    sr = V.check_sampling_ratio(sampling_ratio)
+    aligned = V.check_aligned(aligned)
+    V.check_mode(mode)
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads,
+                          bool(deterministic))
 
 
 def roi_warp(
@@ -160,10 +144,17 @@ def roi_warp(
     deterministic: bool = False,
 ) -> Tensor:
     """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`."""
-    kw = dict(output_size=output_size, spatial_scale=spatial_scale,
-              sampling_ratio=sampling_ratio, mode=mode, compat=compat, layout=layout,
-              num_threads=num_threads)
-    return _apply("warp", input, boxes, kw, deterministic)
+    sr = V.check_sampling_ratio(sampling_ratio)
+    V.check_mode(mode)
+    V.check_compat(compat)
+    if compat == "mnc" and sr > 1:
+        raise ValueError(
+            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
+            f"`sampling_ratio` must be <= 1, got {sr}"
+        )
+    rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
+    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
+                         bool(deterministic))
 
 
 # --------------------------------------------------------------------------- modules
@@ -255,4 +246,237 @@ class RoIWarp(nn.Module):
         return s + ("" if self.compat is None else f", compat={self.compat!r}")
 
 
-__all__ = ["RoIAlign", "RoIPool", "RoIWarp", "roi_align", "roi_pool", "roi_warp"]
+# --------------------------------------------------------------------------- FPN pooler
+def _infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
+    """torchvision's ``_infer_scale``: the power of two nearest the height ratio."""
+    approx = float(feature.shape[-2]) / float(original_size[0])
+    return 2.0 ** round(math.log2(approx))
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """Drop-in for ``torchvision.ops.MultiScaleRoIAlign`` (the FPN RoI pooler).
+
+    Same constructor, same ``forward(x, boxes, image_shapes)``, bit-identical
+    output and input gradients: the scales are inferred from the first call's
+    feature/image size ratios and each RoI goes to level
+    ``clamp(floor(k0 + log2(sqrt(area) / s0 + 1e-6)), k_min, k_max)``, computed
+    with torchvision's float32 expression.  All levels are pooled by ONE
+    registered op, ``torch.ops.roicore.multi_scale_roi_align``: inside it the
+    levels are assigned in one vectorised pass (a stable sort by level) and
+    roicore's RoI Align kernel runs once per non-empty level on that level's
+    RoIs.  No per-level Python loop, ``nonzero`` or host sync is visible to
+    autograd, ``torch.compile`` (``fullgraph=True``) or ``torch.export``.
+
+    Parameters
+    ----------
+    featmap_names : list of str
+        Keys of the feature maps to pool from, finest first.
+    output_size : int or (int, int)
+        Output bins (PH, PW).
+    sampling_ratio : int
+        Samples per bin side (``<= 0``: adaptive), as in RoI Align.
+    canonical_scale, canonical_level : int, optional
+        ``s0`` and ``k0`` of the FPN paper's level rule (224 and 4).
+    num_threads : int, optional
+        OpenMP threads of the CPU kernels (default: OpenMP's default).
+    deterministic : bool, optional
+        Bit-identical gradients on CUDA (the CPU is always deterministic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from roicore.torch import MultiScaleRoIAlign
+    >>> m = MultiScaleRoIAlign(["feat1", "feat3"], 3, 2)
+    >>> x = {"feat1": torch.rand(1, 5, 64, 64), "feat3": torch.rand(1, 5, 16, 16)}
+    >>> boxes = torch.rand(6, 4) * 256
+    >>> boxes[:, 2:] += boxes[:, :2]
+    >>> m(x, [boxes], [(512, 512)]).shape
+    torch.Size([6, 5, 3, 3])
+    """
+
+    def __init__(self, featmap_names: list[str], output_size: int | tuple[int, int] | list[int],
+                 sampling_ratio: int, *, canonical_scale: int = 224, canonical_level: int = 4,
+                 num_threads: int | None = None, deterministic: bool = False) -> None:
+        super().__init__()
+        if isinstance(output_size, int):
+            output_size = (output_size, output_size)
+        V.check_output_size(tuple(output_size))
+        V.check_sampling_ratio(sampling_ratio)
+        if num_threads is not None:
+            V.check_num_threads(num_threads, 1)
+        self.featmap_names = list(featmap_names)
+        self.output_size = tuple(output_size)
+        self.sampling_ratio = sampling_ratio
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+        self.num_threads = num_threads
+        self.deterministic = deterministic
+        self.scales: list[float] | None = None
+        self.k_min: int | None = None
+        self.k_max: int | None = None
+        self.eps = 1e-6
+
+    @classmethod
+    def from_torchvision(cls, pooler: nn.Module, *, num_threads: int | None = None,
+                         deterministic: bool = False) -> MultiScaleRoIAlign:
+        """The roicore equivalent of a ``torchvision.ops.MultiScaleRoIAlign``.
+
+        Parameters
+        ----------
+        pooler : torchvision.ops.MultiScaleRoIAlign
+            Its featmap names, output size, sampling ratio, canonical scale and
+            level are copied, and its scales and level range if it has already run.
+        num_threads, deterministic
+            As in the constructor.
+
+        Returns
+        -------
+        MultiScaleRoIAlign
+
+        Examples
+        --------
+        >>> model.roi_heads.box_roi_pool = MultiScaleRoIAlign.from_torchvision(
+        ...     model.roi_heads.box_roi_pool)  # doctest: +SKIP
+        """
+        new = cls(pooler.featmap_names, pooler.output_size, pooler.sampling_ratio,
+                  canonical_scale=pooler.canonical_scale,
+                  canonical_level=pooler.canonical_level,
+                  num_threads=num_threads, deterministic=deterministic)
+        mapper = getattr(pooler, "map_levels", None)
+        if getattr(pooler, "scales", None) is not None and mapper is not None:
+            new.scales = list(pooler.scales)
+            new.k_min, new.k_max, new.eps = int(mapper.k_min), int(mapper.k_max), mapper.eps
+        return new
+
+    def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> None:
+        if not image_shapes:
+            raise ValueError("`image_shapes` must not be empty")
+        max_x = max(int(s[0]) for s in image_shapes)
+        max_y = max(int(s[1]) for s in image_shapes)
+        scales = [_infer_scale(f, (max_x, max_y)) for f in features]
+        self.k_min = int(-math.log2(scales[0]))
+        self.k_max = int(-math.log2(scales[-1]))
+        self.scales = scales
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor],
+                image_shapes: list[tuple[int, int]]) -> Tensor:
+        """Pool every box from its FPN level.
+
+        Parameters
+        ----------
+        x : dict of str to Tensor[N, C, H_l, W_l]
+            Feature maps; those named in ``featmap_names`` are used, in the
+            dict's order.
+        boxes : list of Tensor[K_i, 4]
+            ``[x1, y1, x2, y2]`` per image, in image coordinates.
+        image_shapes : list of (int, int)
+            (height, width) of each image before the backbone.
+
+        Returns
+        -------
+        Tensor[sum K_i, C, PH, PW]
+        """
+        features = [v for k, v in x.items() if k in self.featmap_names]
+        if not features:
+            raise ValueError(
+                f"none of `featmap_names` {self.featmap_names} is a key of `x` "
+                f"({list(x.keys())})"
+            )
+        if self.scales is None:
+            self._setup_scales(features, image_shapes)
+        if not isinstance(boxes, (list, tuple)) or not all(isinstance(b, Tensor) for b in boxes):
+            raise TypeError("`boxes` must be a list of Tensor[K_i, 4] (one per image)")
+        rois = _as_rois(list(boxes), features[0])
+        return _ops.multi_scale_roi_align(
+            features, rois, list(self.scales), list(self.output_size),
+            V.check_sampling_ratio(self.sampling_ratio), False, self.k_min, self.k_max,
+            self.canonical_scale, self.canonical_level, self.eps, self.num_threads,
+            bool(self.deterministic))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
+                f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})")
+
+
+def replace_roi_poolers(model: nn.Module, *, num_threads: int | None = None,
+                        deterministic: bool = False) -> nn.Module:
+    """Swap every torchvision RoI pooler inside ``model`` for roicore's, in place.
+
+    ``torchvision.ops.MultiScaleRoIAlign``, ``RoIAlign`` and ``RoIPool``
+    modules become :class:`MultiScaleRoIAlign`, :class:`RoIAlign` and
+    :class:`RoIPool` with the same settings (identical results).  Anything else
+    is left alone.
+
+    Parameters
+    ----------
+    model : nn.Module
+        E.g. ``torchvision.models.detection.maskrcnn_resnet50_fpn(...)``.
+    num_threads, deterministic
+        Passed to the new modules.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself (modified in place), for chaining.
+
+    Examples
+    --------
+    >>> import torchvision  # doctest: +SKIP
+    >>> model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None)  # doctest: +SKIP
+    >>> roicore.torch.replace_roi_poolers(model)  # doctest: +SKIP
+    """
+    try:
+        from torchvision import ops as tv_ops
+    except ImportError as exc:  # pragma: no cover - needs torchvision absent
+        raise ImportError("replace_roi_poolers needs torchvision: pip install torchvision") from exc
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        kw: dict[str, Any] = dict(num_threads=num_threads, deterministic=deterministic)
+        if isinstance(m, tv_ops.MultiScaleRoIAlign):
+            return MultiScaleRoIAlign.from_torchvision(m, **kw)
+        if isinstance(m, tv_ops.RoIAlign):
+            return RoIAlign(m.output_size, m.spatial_scale, m.sampling_ratio, m.aligned, **kw)
+        if isinstance(m, tv_ops.RoIPool):
+            return RoIPool(m.output_size, m.spatial_scale, **kw)
+        return None
+
+    for name, child in list(model.named_children()):
+        new = convert(child)
+        if new is None:
+            replace_roi_poolers(child, num_threads=num_threads, deterministic=deterministic)
+        else:
+            setattr(model, name, new)
+    return model
+
+
+# --------------------------------------------------------------------------- ONNX
+def onnx_translation_table() -> dict[Any, Any]:
+    """ONNX translations of roicore's ops, for ``torch.onnx.export(..., dynamo=True)``.
+
+    Pass it as ``custom_translation_table``: ``roi_align`` (``mode="avg"``)
+    becomes the standard ONNX ``RoiAlign`` (``coordinate_transformation_mode``
+    ``"half_pixel"`` for ``aligned=True``, ``"output_half_pixel"`` otherwise;
+    the batch indices split out as int64) and ``roi_pool`` (``bins="fast_rcnn"``)
+    becomes ``MaxRoiPool``; ``MultiScaleRoIAlign`` becomes the level rule, one
+    ``RoiAlign`` per level over all RoIs and a ``Where`` per level.  Ops with no
+    ONNX equivalent (``mode="max"``, ``bins="equal"``, ``roi_warp``, NHWC) make
+    the export fail with an error naming the op.  Needs ``onnxscript``.
+
+    Returns
+    -------
+    dict
+        ``{torch.ops.roicore.<op>.default: onnxscript function}``.
+
+    Examples
+    --------
+    >>> table = onnx_translation_table()
+    >>> prog = torch.onnx.export(model, (x, rois), dynamo=True,
+    ...                          custom_translation_table=table)  # doctest: +SKIP
+    """
+    from . import _torch_onnx
+
+    return _torch_onnx.translation_table()
+
+
+__all__ = ["MultiScaleRoIAlign", "RoIAlign", "RoIPool", "RoIWarp", "onnx_translation_table",
+           "replace_roi_poolers", "roi_align", "roi_pool", "roi_warp"]
