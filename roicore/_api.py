@@ -101,6 +101,7 @@ def _prepare(
     N = int(input.shape[0])
     rois_arr = V.rois_to_array(rois, N, backend.xp)
     backend.check_rois(rois_arr, N)
+    V.check_batch_exact(rois_arr, N)
     shapes = V.shapes_of(tuple(input.shape), layout, rois_arr.shape[0], ph, pw)
     return backend, rois_arr, shapes, scale
 
@@ -116,14 +117,37 @@ def _check_grad_output(grad_output: Any, shapes: V.Shapes) -> None:
         raise TypeError(f"`grad_output` must have a floating dtype; got {grad_output.dtype}")
 
 
-def _forward(plan: Plan, backend: Any, input: Any, rois: Any, out: Any) -> Any:
+def _aliases(out: Any, input: Any, rois: Any) -> bool:
+    """Does ``out`` share memory with ``input`` or with the caller's ``rois``
+    (the (K, 5) array or any per-image entry)?"""
+    if out is None:
+        return False
+    sources = [input] + (list(rois) if isinstance(rois, (list, tuple)) else [rois])
+    return any(V.may_share_memory(out, s) for s in sources)
+
+
+def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
+             out: Any) -> Any:
+    """Run the forward; ``out`` that overlaps an operand gets a copy of the result.
+
+    The kernels read ``input`` and ``rois`` while they write ``out``, so an
+    ``out`` sharing memory with either would be read half-overwritten.  As in
+    NumPy's ufuncs, such a call computes into a temporary and copies it into
+    ``out`` at the end: the result is the same as without aliasing.
+    """
+    if _aliases(out, input, rois_given):
+        V.check_out(out, plan.shapes.out_shape, input.dtype)
+        res = backend.forward(plan, input, rois, None)
+        out[...] = res
+        return out
     return backend.forward(plan, input, rois, out)
 
 
 def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
-              deterministic: bool) -> Any:
+              deterministic: Any) -> Any:
     _check_grad_output(grad_output, plan.shapes)
-    return backend.backward(plan, grad_output, input, rois, bool(deterministic))
+    deterministic = V.check_bool(deterministic, "deterministic")
+    return backend.backward(plan, grad_output, input, rois, deterministic)
 
 
 # --------------------------------------------------------------------------- plans
@@ -216,7 +240,7 @@ def roi_pool(
                                                        ("out", out))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_align(
@@ -258,7 +282,7 @@ def roi_align(
                                                        ("out", out))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_warp(
@@ -294,7 +318,7 @@ def roi_warp(
                                                        ("out", out))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_pool_backward(

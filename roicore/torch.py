@@ -31,6 +31,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
     ) from _exc
 
 from . import _api
+from . import _validation as _V
 
 _FORWARD = {"pool": _api.roi_pool, "align": _api.roi_align, "warp": _api.roi_warp}
 _BACKWARD = {
@@ -58,12 +59,22 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
                 raise ValueError(
                     f"`rois[{i}]` must have shape (K_i, 4) [x1, y1, x2, y2]; got {tuple(b.shape)}"
                 )
-            b = b.detach().to(device=input.device)
-            dtype = b.dtype if b.is_floating_point() else input.dtype
-            idx = torch.full((b.shape[0], 1), float(i), dtype=dtype, device=input.device)
-            parts.append(torch.cat([idx, b.to(dtype)], dim=1))
+            if b.is_complex() or b.dtype == torch.bool:
+                raise TypeError(f"`rois[{i}]` must hold real numbers; got dtype {b.dtype}")
+            # float64 (like the NumPy list form): the list position is the batch index
+            # and must stay exact beyond 2**24 images; float32 boxes convert exactly.
+            b = b.detach().to(device=input.device).resolve_conj().resolve_neg()
+            idx = torch.full((b.shape[0], 1), float(i), dtype=torch.float64, device=input.device)
+            parts.append(torch.cat([idx, b.to(torch.float64)], dim=1))
+        N = int(input.shape[0]) if input.dim() > 0 else 0
+        if len(boxes) != N:
+            raise ValueError(
+                f"`rois` given as a list must have one Tensor[K_i, 4] per image: input has "
+                f"N={N} images but the list has {len(boxes)} entries (use an empty "
+                f"Tensor[0, 4] for an image without boxes)"
+            )
         if not parts:
-            return torch.zeros((0, 5), dtype=input.dtype, device=input.device)
+            return torch.zeros((0, 5), dtype=torch.float64, device=input.device)
         return torch.cat(parts, dim=0)
     if not isinstance(boxes, Tensor):
         raise TypeError(
@@ -100,8 +111,10 @@ def _apply(op: str, input: Tensor, boxes: Any, kwargs: dict, deterministic: bool
     if not isinstance(input, Tensor):
         raise TypeError(f"`input` must be a torch.Tensor; got {type(input).__name__}")
     rois = _as_rois(boxes, input)
+    _V.check_bool(deterministic, "deterministic")
     if input.requires_grad and torch.is_grad_enabled():
-        return _RoIFunction.apply(input, rois, op, kwargs, bool(deterministic))
+        return _RoIFunction.apply(input, rois, op, kwargs,
+                                  _V.check_bool(deterministic, "deterministic"))
     return _FORWARD[op](input.detach(), rois, **kwargs)
 
 
