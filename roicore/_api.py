@@ -184,8 +184,10 @@ def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, co
         )
     backend, r, shapes, scale = _prepare(
         input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
+    # compat="mnc" takes one sample per bin, so `mode` is irrelevant: always run the
+    # plain kernel (the max kernel would let a NaN sample lose to its -DBL_MAX start).
     plan = Plan("sampled", shapes, scale, num_threads, kind=MNC if compat else WARP,
-                aligned=False, max_mode=mode == "max", sampling_ratio=sr)
+                aligned=False, max_mode=mode == "max" and not compat, sampling_ratio=sr)
     return plan, backend, r
 
 
@@ -206,6 +208,7 @@ def roi_pool(
         device and the result is returned as that library's array.
     rois : ndarray (K, 5) or list of N ndarrays (K_i, 4)
         Boxes ``[batch_index, x1, y1, x2, y2]`` in input-image coordinates.
+        A list must have exactly N entries (one per image, possibly (0, 4)).
     output_size : int or (int, int)
         Output bins (PH, PW).
     spatial_scale : float, optional
@@ -219,9 +222,14 @@ def roi_pool(
         Memory layout of ``input`` and of the result.
     num_threads : int, optional
         OpenMP threads (CPU); default: OpenMP's default (``OMP_NUM_THREADS``).
+        A request in [1, 2**31): the team is clamped to
+        ``max(os.cpu_count(), OMP_NUM_THREADS, 64)`` (results never depend
+        on it); other values raise ``ValueError``, non-integers ``TypeError``.
     out : ndarray, optional
         C-contiguous array of the output's shape and the input's dtype to
-        write into (saves the allocation in serving loops).
+        write into (saves the allocation in serving loops).  It may share
+        memory with ``input`` or ``rois``: the result is then computed into a
+        temporary and copied into ``out`` (NumPy ufunc semantics).
 
     Returns
     -------

@@ -438,3 +438,21 @@ def test_float64_roi_pool_running_max_starts_at_lowest_double():
     assert tv_out.item() == -float(np.finfo(np.float32).max)
     assert roicore.roi_pool(x, r, 1)[0, 0, 0, 0] == -1e299
     assert ref.roi_pool(x, r, 1)[0, 0, 0, 0] == -1e299
+
+
+# --------------------------------------------------------------------- found by the fuzz harness
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_mnc_ignores_mode_with_nan_input(mode):
+    """compat="mnc" takes one sample per bin, so `mode` must not matter: the max
+    kernel let a NaN sample lose to its -DBL_MAX start (forward -DBL_MAX, zero
+    gradient) where the one-sample formula gives NaN and the full gradient."""
+    x = np.ones((1, 1, 4, 4))
+    x[0, 0, 1, 1] = np.nan
+    r = np.array([[0, 0, 0, 3, 3.0]])
+    g = np.random.default_rng(5).standard_normal((1, 1, 2, 2))
+    want = ref.roi_warp(x, r, 2, 1.0, 0, compat="mnc")
+    np.testing.assert_array_equal(roicore.roi_warp(x, r, 2, 1.0, 0, mode=mode, compat="mnc"),
+                                  want)
+    np.testing.assert_allclose(
+        roicore.roi_warp_backward(g, x, r, 2, 1.0, 0, mode=mode, compat="mnc"),
+        ref.roi_warp_backward(g, x, r, 2, 1.0, 0, compat="mnc"), rtol=1e-12, atol=1e-12)

@@ -292,15 +292,21 @@ def _np_view(a: Any, how: str) -> Any:
 
 def _pair(os_: Any) -> tuple[int, int]:
     """(PH, PW) of a valid output_size; (1, 1) stands in for an invalid one."""
-    ph, pw = (os_, os_) if isinstance(os_, int) else ((*tuple(os_), 1, 1))[:2]
+    if isinstance(os_, (list, tuple)):
+        ph, pw = (*os_, 1, 1)[:2]
+    else:
+        ph = pw = os_
     ok = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
              for v in (ph, pw))
     return (ph, pw) if ok else (1, 1)
 
 
 def _num_rois(rois: Any) -> int:
-    if isinstance(rois, list) and rois and hasattr(rois[0], "shape"):
-        return sum(int(r.shape[0]) for r in rois)
+    """K of the call's rois (array, list of per-image arrays, or list of rows)."""
+    if isinstance(rois, list):
+        if rois and all(isinstance(r, list) and len(r) == 5 for r in rois):
+            return len(rois)  # rows as Python lists
+        return sum(int(r.shape[0]) for r in rois if getattr(r, "ndim", 0) >= 1)
     shape = getattr(rois, "shape", None)
     return int(shape[0]) if shape else 0
 
