@@ -136,6 +136,43 @@ def test_may_share_memory_ranges():
     assert not V.may_share_memory(a[:0], a)
 
 
+class _DeviceArray:
+    """Just what the overlap test reads from a CuPy array: shape, strides,
+    itemsize and data.ptr (no CuPy needed)."""
+
+    def __init__(self, ptr, shape, strides, itemsize=4):
+        self.shape, self.strides, self.itemsize = shape, strides, itemsize
+        self.data = type("Mem", (), {"ptr": ptr})()
+
+
+def test_may_share_memory_device_address_ranges():
+    a = _DeviceArray(1000, (2, 3), (12, 4))  # bytes [1000, 1024)
+    assert V.may_share_memory(a, _DeviceArray(1020, (1,), (4,)))
+    assert not V.may_share_memory(a, _DeviceArray(1024, (5,), (4,)))
+    assert V.may_share_memory(a, _DeviceArray(1100, (30,), (-4,)))  # [984, 1104)
+    assert not V.may_share_memory(a, _DeviceArray(1000, (0, 3), (12, 4)))
+    assert not V.may_share_memory(a, np.zeros(3))  # host vs device
+
+
+@pytest.mark.parametrize("op", list(FWD))
+def test_out_overlapping_input_cupy(op):
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception:  # no driver
+        pytest.skip("no CUDA device")
+    x_nchw = np.random.default_rng(6).standard_normal((N, C, H, W)).astype(np.float32)
+    buf = cupy.zeros(x_nchw.size + 32, cupy.float32)
+    buf[: x_nchw.size] = cupy.asarray(x_nchw.ravel())
+    xin = buf[: x_nchw.size].reshape(N, C, H, W)
+    out = buf[7: 7 + len(ROWS) * C * 6].reshape(len(ROWS), C, *OUT_HW)
+    want = _expected(op, x_nchw, ROWS.astype(np.float32))
+    got = _call(op, xin, cupy.asarray(ROWS.astype(np.float32)), out=out)
+    assert got is out
+    np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=1e-6, atol=1e-6)
+
+
 # --------------------------------------------------------------------- 2. num_threads
 X = np.random.default_rng(0).random((N, C, H, W), dtype=np.float32)
 R32 = ROWS.astype(np.float32)
