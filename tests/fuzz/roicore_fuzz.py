@@ -284,7 +284,7 @@ def _np_view(a: Any, how: str) -> Any:
         a.flags.writeable = False
         return a
     if how == "rank3":
-        return a[0] if a.ndim == 4 and a.shape[0] else a.reshape(a.shape[1:])
+        return a[:, 0] if a.ndim == 4 else a
     if how == "rank5":
         return a[None]
     return a
