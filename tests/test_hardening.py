@@ -308,6 +308,35 @@ def test_torch_out_with_negative_bit_is_refused(op):
         _call(op, torch.from_numpy(X), torch.from_numpy(R32), out=out)
 
 
+class _NoExport:
+    """A foreign (DLPack) array whose export fails, readable through __array__."""
+
+    __module__ = "dlfake_noexport"
+
+    def __init__(self, a):
+        self._a, self.shape, self.ndim, self.dtype = a, a.shape, a.ndim, a.dtype
+
+    def __dlpack__(self, **kwargs):
+        raise BufferError("cannot export")
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._a, dtype=dtype)
+
+
+def test_foreign_out_that_cannot_be_exported_is_refused(monkeypatch):
+    """Falling back to a copy (as for inputs) would write the result into the
+    copy and leave the caller's `out` untouched."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "dlfake_noexport", types.ModuleType("dlfake_noexport"))
+    buf = np.zeros((len(ROWS), C, *OUT_HW), np.float32)
+    with pytest.raises(TypeError, match=r"`out`.*cannot be exported"):
+        roicore.roi_pool(X, R32, OUT_HW, out=_NoExport(buf))
+
+
 # --------------------------------------------------------------------- 4. exact batch indices
 def test_float16_rois_ambiguous_batch_index_refused():
     """float16 holds integers exactly only below 2**11: with N > 2048 images
