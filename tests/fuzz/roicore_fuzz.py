@@ -15,18 +15,17 @@ takes longer than ``--timeout`` seconds is recorded as a hang (the worker is
 killed and restarted).  Every call is classified as:
 
 ``clean_error``
-    ``TypeError`` / ``ValueError`` / ``MemoryError`` / ``KeyboardInterrupt``-free
-    exception whose message names an argument in backticks (`` `rois` ``...).
+    a ``TypeError``, ``ValueError`` or ``MemoryError`` whose message names an
+    argument in backticks (`` `rois` ``, `` `num_threads` ``...).
 ``correct``
     returned, and equal to ``tests/reference.py`` (forward: bit-identical;
     backward: within rounding), or an empty / zero result where the spec says so.
 ``ok_unchecked``
     returned with the right shape and dtype, but too expensive (or not
     defined) for the slow reference.
-``unnamed_error``
-    an allowed exception type whose message names no argument.
-``wrong``, ``unclean_error``, ``crash``, ``hang``
-    defects: a result different from the reference, another exception type
+``unnamed_error``, ``wrong``, ``unclean_error``, ``crash``, ``hang``
+    defects: an allowed exception type whose message names no argument, a
+    result different from the reference, another exception type
     (``OverflowError``, ``RuntimeError``, ``IndexError``...), the worker died
     (signal or exit code), or the call timed out.
 
@@ -56,8 +55,8 @@ TESTS = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS)
 
 #: Classes that are defects (the pytest wrapper fails on them).
-DEFECTS = ("wrong", "unclean_error", "crash", "hang")
-CLASSES = ("correct", "ok_unchecked", "clean_error", "unnamed_error", *DEFECTS)
+DEFECTS = ("unnamed_error", "wrong", "unclean_error", "crash", "hang")
+CLASSES = ("correct", "ok_unchecked", "clean_error", *DEFECTS)
 
 NUMPY_FUNCS = ("roi_pool", "roi_align", "roi_warp",
                "roi_pool_backward", "roi_align_backward", "roi_warp_backward")
