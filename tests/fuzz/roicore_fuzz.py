@@ -91,7 +91,8 @@ def specs() -> Any:
         "seed": st.integers(0, 2**32 - 1),
         "N": weighted([1, 2, 3], [0], 3), "C": weighted([1, 2, 3, 4], [0], 3),
         "H": weighted(list(range(1, 10)), [0], 3), "W": weighted(list(range(1, 10)), [0], 3),
-        "K": weighted([1, 2, 3, 4], [0], 5),
+        # K = 100000 runs with num_threads=10**6 for odd seeds (what killed the process)
+        "K": weighted([1, 2, 3, 4], [0, 100_000], 5),
         "dtype": weighted(["float32", "float64", "float16"],
                           ["int32", "complex64", "bool", "uint8"], 2),
         "values": weighted(["normal"], ["nan00", "inf00", "nan_random", "inf_random",
@@ -339,7 +340,8 @@ def run_spec(spec: dict) -> tuple[str, str]:
     op = fn.split(".")[-1].replace("_backward", "")
     backward = fn.endswith("_backward")
     kind = op[4:]  # pool / align / warp
-    kw: dict[str, Any] = {"layout": layout, "num_threads": spec["num_threads"]}
+    nt = 10**6 if spec["K"] >= 10_000 and spec["seed"] % 2 else spec["num_threads"]
+    kw: dict[str, Any] = {"layout": layout, "num_threads": nt}
     args: list[Any] = [spec["output_size"], _weird_option(spec["spatial_scale"])]
     if kind in ("align", "warp"):
         args.append(spec["sampling_ratio"])
@@ -464,7 +466,7 @@ def run_spec(spec: dict) -> tuple[str, str]:
 
     # ---- the result
     if use_torch and isinstance(res, torch.Tensor):
-        res = res.detach().numpy()
+        res = res.detach().resolve_conj().resolve_neg().numpy()
     res = np.asarray(res)
     want_shape = x_call.shape if backward else shape_out
     if tuple(res.shape) != tuple(want_shape):
