@@ -101,6 +101,7 @@ def _prepare(
     N = int(input.shape[0])
     rois_arr = V.rois_to_array(rois, N, backend.xp)
     backend.check_rois(rois_arr, N)
+    V.check_batch_exact(rois_arr, N)
     shapes = V.shapes_of(tuple(input.shape), layout, rois_arr.shape[0], ph, pw)
     return backend, rois_arr, shapes, scale
 
@@ -116,14 +117,37 @@ def _check_grad_output(grad_output: Any, shapes: V.Shapes) -> None:
         raise TypeError(f"`grad_output` must have a floating dtype; got {grad_output.dtype}")
 
 
-def _forward(plan: Plan, backend: Any, input: Any, rois: Any, out: Any) -> Any:
+def _aliases(out: Any, input: Any, rois: Any) -> bool:
+    """Does ``out`` share memory with ``input`` or with the caller's ``rois``
+    (the (K, 5) array or any per-image entry)?"""
+    if out is None:
+        return False
+    sources = [input] + (list(rois) if isinstance(rois, (list, tuple)) else [rois])
+    return any(V.may_share_memory(out, s) for s in sources)
+
+
+def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
+             out: Any) -> Any:
+    """Run the forward; ``out`` that overlaps an operand gets a copy of the result.
+
+    The kernels read ``input`` and ``rois`` while they write ``out``, so an
+    ``out`` sharing memory with either would be read half-overwritten.  As in
+    NumPy's ufuncs, such a call computes into a temporary and copies it into
+    ``out`` at the end: the result is the same as without aliasing.
+    """
+    if _aliases(out, input, rois_given):
+        V.check_out(out, plan.shapes.out_shape, input.dtype)
+        res = backend.forward(plan, input, rois, None)
+        out[...] = res
+        return out
     return backend.forward(plan, input, rois, out)
 
 
 def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
-              deterministic: bool) -> Any:
+              deterministic: Any) -> Any:
     _check_grad_output(grad_output, plan.shapes)
-    return backend.backward(plan, grad_output, input, rois, bool(deterministic))
+    deterministic = V.check_bool(deterministic, "deterministic")
+    return backend.backward(plan, grad_output, input, rois, deterministic)
 
 
 # --------------------------------------------------------------------------- plans
@@ -160,8 +184,10 @@ def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, co
         )
     backend, r, shapes, scale = _prepare(
         input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
+    # compat="mnc" takes one sample per bin, so `mode` is irrelevant: always run the
+    # plain kernel (the max kernel would let a NaN sample lose to its -DBL_MAX start).
     plan = Plan("sampled", shapes, scale, num_threads, kind=MNC if compat else WARP,
-                aligned=False, max_mode=mode == "max", sampling_ratio=sr)
+                aligned=False, max_mode=mode == "max" and not compat, sampling_ratio=sr)
     return plan, backend, r
 
 
@@ -182,6 +208,7 @@ def roi_pool(
         device and the result is returned as that library's array.
     rois : ndarray (K, 5) or list of N ndarrays (K_i, 4)
         Boxes ``[batch_index, x1, y1, x2, y2]`` in input-image coordinates.
+        A list must have exactly N entries (one per image, possibly (0, 4)).
     output_size : int or (int, int)
         Output bins (PH, PW).
     spatial_scale : float, optional
@@ -195,9 +222,14 @@ def roi_pool(
         Memory layout of ``input`` and of the result.
     num_threads : int, optional
         OpenMP threads (CPU); default: OpenMP's default (``OMP_NUM_THREADS``).
+        A request in [1, 2**31): the team is clamped to
+        ``max(os.cpu_count(), OMP_NUM_THREADS, 64)`` (results never depend
+        on it); other values raise ``ValueError``, non-integers ``TypeError``.
     out : ndarray, optional
         C-contiguous array of the output's shape and the input's dtype to
-        write into (saves the allocation in serving loops).
+        write into (saves the allocation in serving loops).  It may share
+        memory with ``input`` or ``rois``: the result is then computed into a
+        temporary and copied into ``out`` (NumPy ufunc semantics).
 
     Returns
     -------
@@ -216,7 +248,7 @@ def roi_pool(
                                                        ("out", out))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_align(
@@ -258,7 +290,7 @@ def roi_align(
                                                        ("out", out))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_warp(
@@ -294,7 +326,7 @@ def roi_warp(
                                                        ("out", out))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, r, out))
+    return restore(_forward(plan, backend, input, rois, r, out))
 
 
 def roi_pool_backward(

@@ -75,10 +75,35 @@ def _device_str(dev: tuple[int, int]) -> str:
     return name if dev[0] == KDL_CPU else f"{name}:{dev[1]}"
 
 
-def _exportable(x: Any) -> Any:
+def _lazy_bits(x: Any) -> list[str]:
+    """The lazy-view bits set on a torch tensor ("negative", "conjugate")."""
+    bits = []
+    if callable(getattr(x, "is_neg", None)) and x.is_neg():
+        bits.append("negative")
+    if callable(getattr(x, "is_conj", None)) and x.is_conj():
+        bits.append("conjugate")
+    return bits
+
+
+def _exportable(x: Any, name: str) -> Any:
+    if _top(x) != "torch":
+        return x
     # torch refuses to export a tensor that requires grad ("use tensor.detach()").
-    if _top(x) == "torch" and getattr(x, "requires_grad", False):
-        return x.detach()
+    if getattr(x, "requires_grad", False):
+        x = x.detach()
+    # A view with the negative / conjugate bit (torch._neg_view(t), z.conj().imag,
+    # z.conj()) stores the values un-negated and negates them lazily; DLPack exports
+    # the raw memory, so it must be materialised first (a copy).
+    bits = _lazy_bits(x)
+    if bits:
+        if name == "out":
+            raise ValueError(
+                f"`out` is a torch view with the {' and '.join(bits)} bit set (e.g. from "
+                f"torch._neg_view, .conj() or .conj().imag): its memory holds the values "
+                f"un-negated, so a result written into it would read back negated. Pass a "
+                f"plain tensor as `out` (e.g. torch.empty_like(out)) or omit `out`."
+            )
+        x = x.resolve_conj().resolve_neg()
     return x
 
 
@@ -90,11 +115,17 @@ def to_native(x: Any, name: str = "input") -> Any:
     if not is_foreign(x):
         return x
     dev = _device(x)
-    x = _exportable(x)
+    x = _exportable(x, name)
     if dev[0] in (KDL_CPU, KDL_CUDA_HOST):
         try:
             return np.from_dlpack(x)
         except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+            if name == "out":  # a copy would silently drop the result
+                raise TypeError(
+                    f"`out` ({_typename(x)}, dtype {getattr(x, 'dtype', '?')}) cannot be "
+                    f"exported through DLPack without a copy ({exc}); pass a plain "
+                    f"C-contiguous tensor of the input's dtype, or omit `out`"
+                ) from exc
             # e.g. a read-only or oddly strided export, or a dtype DLPack/NumPy lacks:
             # fall back to the buffer / __array__ protocol (may copy).
             try:

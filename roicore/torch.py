@@ -56,12 +56,22 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
                 raise ValueError(
                     f"`rois[{i}]` must have shape (K_i, 4) [x1, y1, x2, y2]; got {tuple(b.shape)}"
                 )
-            b = b.detach().to(device=input.device)
-            dtype = b.dtype if b.is_floating_point() else input.dtype
-            idx = torch.full((b.shape[0], 1), float(i), dtype=dtype, device=input.device)
-            parts.append(torch.cat([idx, b.to(dtype)], dim=1))
+            if b.is_complex() or b.dtype == torch.bool:
+                raise TypeError(f"`rois[{i}]` must hold real numbers; got dtype {b.dtype}")
+            # float64 (like the NumPy list form): the list position is the batch index
+            # and must stay exact beyond 2**24 images; float32 boxes convert exactly.
+            b = b.detach().to(device=input.device).resolve_conj().resolve_neg()
+            idx = torch.full((b.shape[0], 1), float(i), dtype=torch.float64, device=input.device)
+            parts.append(torch.cat([idx, b.to(torch.float64)], dim=1))
+        N = int(input.shape[0]) if input.dim() > 0 else 0
+        if len(boxes) != N:
+            raise ValueError(
+                f"`rois` given as a list must have one Tensor[K_i, 4] per image: input has "
+                f"N={N} images but the list has {len(boxes)} entries (use an empty "
+                f"Tensor[0, 4] for an image without boxes)"
+            )
         if not parts:
-            return torch.zeros((0, 5), dtype=input.dtype, device=input.device)
+            return torch.zeros((0, 5), dtype=torch.float64, device=input.device)
         return torch.cat(parts, dim=0)
     if not isinstance(boxes, Tensor):
         raise TypeError(
@@ -115,7 +125,7 @@ def roi_pool(
     V.check_bins(bins)
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads,
-                         bool(deterministic))
+                         V.check_bool(deterministic, "deterministic"))
 
 
 def roi_align(
@@ -134,7 +144,7 @@ def roi_align(
     V.check_mode(mode)
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads,
-                          bool(deterministic))
+                          V.check_bool(deterministic, "deterministic"))
 
 
 def roi_warp(
@@ -154,7 +164,7 @@ def roi_warp(
         )
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
-                         bool(deterministic))
+                         V.check_bool(deterministic, "deterministic"))
 
 
 # --------------------------------------------------------------------------- modules
