@@ -45,7 +45,9 @@ def roi_align(input, rois, output_size: Sequence[int], spatial_scale: float,
                        "corners, not mmcv's max over samples")
     _check_layout("roi_align", layout)
     batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=onnxscript.INT64.dtype)
-    boxes = op.Slice(rois, [1], [5], [1])
+    # ONNX RoiAlign takes boxes of the feature dtype (roicore's list-form rois are float64
+    # so that batch indices stay exact; the indices are taken above, before this cast)
+    boxes = op.CastLike(op.Slice(rois, [1], [5], [1]), input)
     ph, pw = output_size
     return _roi_align_node(input, boxes, batch, ph, pw, spatial_scale, sampling_ratio, aligned)
 
@@ -59,7 +61,8 @@ def roi_pool(input, rois, output_size: Sequence[int], spatial_scale: float, bins
                        "ONNX MaxRoiPool uses the Fast R-CNN bins")
     _check_layout("roi_pool", layout)
     ph, pw = output_size
-    return op.MaxRoiPool(input, rois, pooled_shape=[ph, pw], spatial_scale=float(spatial_scale))
+    return op.MaxRoiPool(input, op.CastLike(rois, input), pooled_shape=[ph, pw],
+                         spatial_scale=float(spatial_scale))
 
 
 def roi_warp(*args, **kwargs):
@@ -86,6 +89,8 @@ def multi_scale_roi_align(features, rois, scales: Sequence[float], output_size: 
     over all RoIs, and a ``Where`` per level keeping each RoI's own level."""
     ph, pw = output_size
     batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=onnxscript.INT64.dtype)
+    # boxes in the feature dtype, as torchvision's level rule and ONNX RoiAlign see them
+    rois = op.CastLike(rois, features[0])
     boxes = op.Slice(rois, [1], [5], [1])
     if len(features) == 1:
         return _roi_align_node(features[0], boxes, batch, ph, pw, scales[0], sampling_ratio,

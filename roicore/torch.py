@@ -58,11 +58,14 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
                 )
             if b.is_complex() or b.dtype == torch.bool:
                 raise TypeError(f"`rois[{i}]` must hold real numbers; got dtype {b.dtype}")
-            # float64 (like the NumPy list form): the list position is the batch index
-            # and must stay exact beyond 2**24 images; float32 boxes convert exactly.
+            # the boxes' own float dtype (as torchvision: the FPN level rule sees the
+            # same values), float64 where that dtype cannot hold every batch index exactly
             b = b.detach().to(device=input.device).resolve_conj().resolve_neg()
-            idx = torch.full((b.shape[0], 1), float(i), dtype=torch.float64, device=input.device)
-            parts.append(torch.cat([idx, b.to(torch.float64)], dim=1))
+            dtype = b.dtype if b.is_floating_point() else input.dtype
+            if len(boxes) - 1 > 1 / torch.finfo(dtype).eps:  # 2**(mantissa bits + 1) > that
+                dtype = torch.float64
+            idx = torch.full((b.shape[0], 1), float(i), dtype=dtype, device=input.device)
+            parts.append(torch.cat([idx, b.to(dtype)], dim=1))
         N = int(input.shape[0]) if input.dim() > 0 else 0
         if len(boxes) != N:
             raise ValueError(
@@ -71,7 +74,7 @@ def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -
                 f"Tensor[0, 4] for an image without boxes)"
             )
         if not parts:
-            return torch.zeros((0, 5), dtype=torch.float64, device=input.device)
+            return torch.zeros((0, 5), dtype=input.dtype, device=input.device)
         return torch.cat(parts, dim=0)
     if not isinstance(boxes, Tensor):
         raise TypeError(
