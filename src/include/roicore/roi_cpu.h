@@ -19,7 +19,14 @@
  * which the entry points sampled_forward / sampled_backward / pool_forward /
  * pool_backward use and which are bit-identical to the reference.
  *
- * Error codes: 0 ok, 1 out of memory, 2 sampling grid too large.
+ * Interruptible: every parallel loop runs its items in chunks of bounded
+ * estimated cost (rc_chunk_end); between chunks the calling thread runs
+ * Geom::check (from _cpu.pyx: PyErr_CheckSignals with the GIL) and the call
+ * stops when it says so.  Items are independent, so the chunking never
+ * changes a result.
+ *
+ * Error codes: 0 ok, 1 out of memory, 2 sampling cost above a limit
+ * (roi_common.h), 3 interrupted by Geom::check.
  */
 #ifndef ROICORE_ROI_CPU_H_
 #define ROICORE_ROI_CPU_H_
@@ -53,11 +60,20 @@ using std::round;
 
 namespace roicore {
 
+enum { RC_OK = 0, RC_ERR_NOMEM = 1, RC_ERR_COST = 2, RC_ERR_INTERRUPTED = 3 };
+
+/* Called between chunks of work on the calling thread; nonzero stops. */
+typedef int (*rc_check_fn)(void*);
+
 /* Geometry of one call. */
 struct Geom {
   rc_index N, C, H, W;   /* input */
   rc_index K, PH, PW;    /* rois / output */
   bool channels_last;    /* NHWC */
+  const rc_index* batch; /* exact batch index of each RoI (K); the kernels
+                            never read it from the (float) rois */
+  rc_check_fn check;     /* may be null */
+  void* check_ctx;
 };
 
 template <typename T>
@@ -77,10 +93,67 @@ struct Strides {
   }
 };
 
+/* Most threads a team may have: OpenMP's thread limit, and at most
+ * max(64, 4 x the processors or the default team): a larger request (e.g.
+ * num_threads=10**6) would make the runtime abort the process when it fails
+ * to create the threads.  Results never depend on the team size. */
+inline int rc_thread_ceiling() {
+#ifdef _OPENMP
+  int c = omp_get_num_procs();
+  const int m = omp_get_max_threads();
+  if (m > c) c = m;
+  int ceil_ = c > 16 ? 4 * c : 64;
+  const int lim = omp_get_thread_limit();
+  if (lim > 0 && lim < ceil_) ceil_ = lim;
+  return ceil_ < 1 ? 1 : ceil_;
+#else
+  return 1;
+#endif
+}
+
+/* Team size for `items` independent items. */
 inline int rc_threads(int requested, rc_index items) {
   int n = requested < 1 ? 1 : requested;
+  const int top = rc_thread_ceiling();
+  if (n > top) n = top;
   if (items < n) n = static_cast<int>(items < 1 ? 1 : items);
   return n;
+}
+
+/* Estimated cost (in bilinear samples x channels, or pool cells x channels)
+ * of one chunk per thread: a fraction of a second at any speed. */
+inline double* rc_chunk_work_slot() {
+  static double w = 3.0e7;
+  return &w;
+}
+
+/* Testing: set the chunk cost (<= 0: the default); returns the old one. */
+inline double rc_set_chunk_work(double w) {
+  const double old = *rc_chunk_work_slot();
+  *rc_chunk_work_slot() = w > 0 ? w : 3.0e7;
+  return old;
+}
+
+/* End of the chunk of items starting at i0: items are added until their
+ * cost reaches nt chunk budgets (at least one item). */
+template <typename CostF>
+inline rc_index rc_chunk_end(rc_index i0, rc_index items, int nt,
+                             const CostF& cost) {
+  const double budget = *rc_chunk_work_slot() * (nt < 1 ? 1 : nt);
+  double acc = 0;
+  rc_index i = i0;
+  while (i < items) {
+    acc += cost(i) + 1.0;
+    ++i;
+    if (acc >= budget) break;
+  }
+  return i;
+}
+
+/* Whether the caller asked to stop (runs the check on the calling thread,
+ * outside any parallel region). */
+inline bool rc_interrupted(const Geom& g) {
+  return g.check != nullptr && g.check(g.check_ctx) != 0;
 }
 
 /* Channel block: enough items for load balance, large enough that the
@@ -94,11 +167,13 @@ inline rc_index rc_channel_block(rc_index C, rc_index outer, int nthreads) {
   return cb < 1 ? 1 : cb;
 }
 
-template <typename T>
-inline rc_index rc_batch(const T* roi, rc_index N) {
-  T b = roi[0];
-  if (!(b >= (T)0 && b < static_cast<T>(N))) return -1;
-  return static_cast<rc_index>(b);
+/* Batch index of RoI k, -1 when out of [0, N) (validated in Python; the
+ * kernels never read out of bounds).  From the exact int64 array, never from
+ * the rois cast to the compute dtype (float32 holds integers exactly only up
+ * to 2^24). */
+inline rc_index rc_batch(const Geom& g, rc_index k) {
+  const rc_index b = g.batch[k];
+  return (b >= 0 && b < g.N) ? b : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -170,24 +245,54 @@ inline void sampled_geometry(const SampledParams& sp, const T* roi, T scale,
                     sp.sampling_ratio, ys, bh, gh);
   rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, g.PW,
                     sp.sampling_ratio, xs, bw, gw);
+  rc_grid_pair(gh, gw);
 }
 
-/* Largest grid over all RoIs; 2 if any exceeds RC_GRID_LIMIT. */
+/* Largest grid over all RoIs, and (if cost is not null) each RoI's cost per
+ * channel: its samples plus its table entries and bins.  Returns
+ * RC_ERR_COST when a RoI or the call is above a limit of roi_common.h. */
 template <typename T>
 inline int sampled_max_grid(const SampledParams& sp, const T* rois, T scale,
-                            const Geom& g, rc_index* mgh, rc_index* mgw) {
+                            const Geom& g, rc_index* mgh, rc_index* mgw,
+                            double* cost = nullptr) {
   rc_index a = 0, b = 0;
+  double total = 0;
+  int err = RC_OK;
   for (rc_index k = 0; k < g.K; ++k) {
     T ys, bh, xs, bw;
     rc_index gh, gw;
     sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
                         &gw);
+    if (rc_grid_too_large(gh, gw, g.PH, g.PW)) {
+      err = RC_ERR_COST;
+      gh = gw = 0;
+    }
     if (gh > a) a = gh;
     if (gw > b) b = gw;
+    const double samples = static_cast<double>(g.PH * g.PW) *
+                           static_cast<double>(gh * gw);
+    total += samples;
+    if (cost)
+      cost[k] = samples + static_cast<double>(g.PH * gh + g.PW * gw) +
+                static_cast<double>(g.PH * g.PW);
   }
   *mgh = a;
   *mgw = b;
-  return (a > RC_GRID_LIMIT || b > RC_GRID_LIMIT) ? 2 : 0;
+  if (total * static_cast<double>(g.C) > RC_CALL_SAMPLE_LIMIT)
+    err = RC_ERR_COST;
+  return err;
+}
+
+/* Cost per image (sum over its RoIs) from the per-RoI costs. */
+inline void rc_image_costs(const Geom& g, const rc_index* order,
+                           const rc_index* batch_start, const double* rcost,
+                           double* icost) {
+  for (rc_index n = 0; n < g.N; ++n) {
+    double w = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r)
+      w += rcost[order[r]];
+    icost[n] = w;
+  }
 }
 
 /* Value of the bilinear sample (iy, ix) of the tables at plane p. */
@@ -269,14 +374,28 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
                               const Geom& g, T scale, SampledParams sp,
                               int nthreads) {
   rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  double* rcost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + 1)));
+  if (!rcost) return RC_ERR_NOMEM;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, rcost)) {
+    std::free(rcost);
+    return RC_ERR_COST;
+  }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
   const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return rcost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+  const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
   {
     char* mem = static_cast<char*>(
@@ -296,14 +415,14 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
                  ~static_cast<size_t>(15)));
     }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
+    for (rc_index it = i0; it < i1; ++it) {
       if (!mem) continue;
       const rc_index k = it / nblk;
       const rc_index c0 = (it % nblk) * cb;
       const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
       const T* roi = rois + 5 * k;
       T* o = out + k * st.on;
-      const rc_index n = rc_batch(roi, g.N);
+      const rc_index n = rc_batch(g, k);
       if (n < 0) {  /* validated in Python; never read out of bounds */
         for (rc_index c = c0; c < c1; ++c)
           for (rc_index ph = 0; ph < g.PH; ++ph)
@@ -361,6 +480,10 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
     }
     std::free(mem);
   }
+  i0 = i1;
+  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  std::free(rcost);
   return err;
 }
 
@@ -374,14 +497,30 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
                                const Geom& g, T scale, SampledParams sp,
                                int nthreads) {
   rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  double* rcost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
+  if (!rcost) return RC_ERR_NOMEM;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, rcost)) {
+    std::free(rcost);
+    return RC_ERR_COST;
+  }
+  double* icost = rcost + g.K;
+  rc_image_costs(g, order, batch_start, rcost, icost);
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
   const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.N * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return icost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+  const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
   {
     char* mem = static_cast<char*>(std::malloc(
@@ -396,7 +535,7 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
       sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
     }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
+    for (rc_index it = i0; it < i1; ++it) {
       if (!mem) continue;
       const rc_index n = it / nblk;
       const rc_index c0 = (it % nblk) * cb;
@@ -406,7 +545,7 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
       for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
         const rc_index k = order[r];
         const T* roi = rois + 5 * k;
-        if (rc_batch(roi, g.N) != n) continue;
+        if (rc_batch(g, k) != n) continue;
         T ys, bh, xs, bw;
         rc_index gh, gw;
         sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
@@ -440,6 +579,10 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
     }
     std::free(mem);
   }
+  i0 = i1;
+  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  std::free(rcost);
   return err;
 }
 
@@ -458,6 +601,40 @@ inline void pool_tabs(int bins, const T* roi, T scale, const Geom& g,
     rc_pool_bin<T>(bins, ys, ye, ph, g.PH, g.H, hlo + ph, hhi + ph);
   for (rc_index pw = 0; pw < g.PW; ++pw)
     rc_pool_bin<T>(bins, xs, xe, pw, g.PW, g.W, wlo + pw, whi + pw);
+}
+
+/* tab: 2 * (PH + PW) scratch entries. */
+template <typename T>
+inline void pool_costs(int bins, const T* rois, T scale, const Geom& g,
+                       rc_index* tab, double* cost) {
+  rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+           *whi = tab + 2 * g.PH + g.PW;
+  for (rc_index k = 0; k < g.K; ++k) {
+    pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
+    double sh = 0, sw = 0;
+    for (rc_index p = 0; p < g.PH; ++p)
+      sh += static_cast<double>(hhi[p] - hlo[p]);
+    for (rc_index p = 0; p < g.PW; ++p)
+      sw += static_cast<double>(whi[p] - wlo[p]);
+    cost[k] = sh * sw + static_cast<double>(g.PH * g.PW + g.PH + g.PW);
+  }
+}
+
+/* Per-RoI costs of RoI Pool (K doubles, then `extra` more); null: no memory. */
+template <typename T>
+inline double* pool_cost_array(int bins, const T* rois, T scale,
+                               const Geom& g, rc_index extra) {
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + extra + 1)));
+  rc_index* tab = static_cast<rc_index*>(
+      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
+  if (cost && tab) pool_costs<T>(bins, rois, scale, g, tab, cost);
+  std::free(tab);
+  if (!tab) {
+    std::free(cost);
+    return nullptr;
+  }
+  return cost;
 }
 
 /* Max of one bin; *arg = flat (y*W + x) pixel of the winner, -1 if none.
@@ -485,12 +662,22 @@ inline T pool_bin(const T* plane, const Strides<T>& st, rc_index W,
 template <typename T>
 int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
                            T scale, int bins, int nthreads) {
+  double* rcost = pool_cost_array<T>(bins, rois, scale, g, 0);
+  if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
   const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return rcost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+  const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
   {
     rc_index* tab = static_cast<rc_index*>(
@@ -501,14 +688,14 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
       err = 1;
     }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
+    for (rc_index it = i0; it < i1; ++it) {
       if (!tab) continue;
       const rc_index k = it / nblk;
       const rc_index c0 = (it % nblk) * cb;
       const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
       const T* roi = rois + 5 * k;
       T* o = out + k * st.on;
-      const rc_index n = rc_batch(roi, g.N);
+      const rc_index n = rc_batch(g, k);
       rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
                *whi = tab + 2 * g.PH + g.PW;
       T* best = reinterpret_cast<T*>(tab + 2 * (g.PH + g.PW));
@@ -544,6 +731,10 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
     }
     std::free(tab);
   }
+  i0 = i1;
+  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  std::free(rcost);
   return err;
 }
 
@@ -552,12 +743,24 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
                             const rc_index* order, const rc_index* batch_start,
                             T* grad_in, const Geom& g, T scale, int bins,
                             int nthreads) {
+  double* rcost = pool_cost_array<T>(bins, rois, scale, g, g.N);
+  if (!rcost) return RC_ERR_NOMEM;
+  double* icost = rcost + g.K;
+  rc_image_costs(g, order, batch_start, rcost, icost);
   const Strides<T> st(g);
   const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.N * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return icost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+  const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
   {
     rc_index* tab = static_cast<rc_index*>(
@@ -567,7 +770,7 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
       err = 1;
     }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
+    for (rc_index it = i0; it < i1; ++it) {
       if (!tab) continue;
       const rc_index n = it / nblk;
       const rc_index c0 = (it % nblk) * cb;
@@ -579,7 +782,7 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
       for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
         const rc_index k = order[r];
         const T* roi = rois + 5 * k;
-        if (rc_batch(roi, g.N) != n) continue;
+        if (rc_batch(g, k) != n) continue;
         pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
         const T* go = grad_out + k * st.on;
         for (rc_index c = c0; c < c1; ++c)
@@ -596,6 +799,10 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
     }
     std::free(tab);
   }
+  i0 = i1;
+  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  std::free(rcost);
   return err;
 }
 
@@ -744,6 +951,8 @@ struct VJob {
   rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
                                 n*bsn + b*bsb + y*sy + x*sx */
   rc_index ny, nx;           /* sample table lengths */
+  const double* cost;        /* per RoI (forward) or image (backward), per
+                                channel: chunk sizes */
 };
 
 /* Per-thread scratch. */
@@ -1169,7 +1378,7 @@ RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const T* roi = j.rois + 5 * k;
-  const rc_index n = rc_batch(roi, g.N);
+  const rc_index n = rc_batch(g, k);
   if (n < 0) { /* validated in Python; never read out of bounds */
     for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
     return;
@@ -1471,7 +1680,7 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   for (rc_index r = j.batch_start[n]; r < j.batch_start[n + 1]; ++r) {
     const rc_index k = j.order[r];
     const T* roi = j.rois + 5 * k;
-    if (rc_batch(roi, g.N) != n) continue;
+    if (rc_batch(g, k) != n) continue;
     v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
     if (POOL) {
       rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
@@ -1578,35 +1787,11 @@ inline typename VFns<T>::Item v_pick(int which, int isa) {
 }
 
 /* --- drivers ---------------------------------------------------------- */
-/* Per-channel work of a call, in bilinear samples (sampled) or input cells
- * visited (pool); used to decide whether packing NCHW pays off. */
-template <typename T>
-inline double v_work_sampled(const SampledParams& sp, const T* rois, T scale,
-                             const Geom& g) {
+/* Per-channel work of a call (sum of the per-RoI costs), to decide whether
+ * packing NCHW pays off. */
+inline double v_work(const double* cost, rc_index K) {
   double w = 0;
-  for (rc_index k = 0; k < g.K; ++k) {
-    T ys, bh, xs, bw;
-    rc_index gh, gw;
-    sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
-                        &gw);
-    w += static_cast<double>(gh) * static_cast<double>(gw);
-  }
-  return w * static_cast<double>(g.PH * g.PW) * 4.0;
-}
-
-template <typename T>
-inline double v_work_pool(int bins, const T* rois, T scale, const Geom& g,
-                          rc_index* tab) {
-  double w = 0;
-  rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-           *whi = tab + 2 * g.PH + g.PW;
-  for (rc_index k = 0; k < g.K; ++k) {
-    pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
-    double sh = 0, sw = 0;
-    for (rc_index p = 0; p < g.PH; ++p) sh += static_cast<double>(hhi[p] - hlo[p]);
-    for (rc_index p = 0; p < g.PW; ++p) sw += static_cast<double>(whi[p] - wlo[p]);
-    w += sh * sw;
-  }
+  for (rc_index k = 0; k < K; ++k) w += cost[k];
   return w;
 }
 
@@ -1622,15 +1807,32 @@ inline int rc_set_pack_policy(int policy) {
   return *rc_pack_policy_slot();
 }
 
-/* NCHW: is packing (`passes` times the padded input) cheaper than the work? */
+/* Extra memory the packed path may take: twice the input, or 16 MiB. */
+inline bool v_pack_fits(double extra_bytes, double input_bytes) {
+  return extra_bytes <= 2.0 * input_bytes ||
+         extra_bytes <= static_cast<double>(16 << 20);
+}
+
+/* Whether the vectorised kernels on channel blocks (NCHW packed, or the
+ * per-thread tiles of the backward) beat the reference kernels: packing
+ * (`passes` times the padded input) plus the lane work (every padded lane
+ * is computed, at the ISA's vector width) against twice the per-channel work,
+ * and only if the copy (`extra` elements) stays within v_pack_fits: with a
+ * few channels a block is mostly padding (C = 1: 32x the input in float32). */
 template <typename T>
-inline bool v_pack_pays(const Geom& g, double work, double passes, int isa) {
+inline bool v_pack_pays(const Geom& g, double work, double passes, int isa,
+                        double extra) {
   if (*rc_pack_policy_slot()) return *rc_pack_policy_slot() == 1;
   const rc_index L = v_lanes<T>(isa);
-  const double nb = static_cast<double>((g.C + L - 1) / L);
-  const double pack = passes * static_cast<double>(g.N) * nb * L *
-                      static_cast<double>(g.H * g.W);
-  return pack <= 2.0 * work * static_cast<double>(g.C);
+  const double padded = static_cast<double>((g.C + L - 1) / L * L);
+  const double HW = static_cast<double>(g.H * g.W);
+  const double input = static_cast<double>(g.N) * static_cast<double>(g.C) * HW;
+  if (!v_pack_fits(extra * sizeof(T), input * sizeof(T))) return false;
+  const double simd = (isa >= RC_ISA_AVX512 ? 64.0 : isa == RC_ISA_AVX2 ? 32.0
+                                                                        : 16.0) /
+                      sizeof(T);
+  const double pack = passes * static_cast<double>(g.N) * padded * HW;
+  return pack + work * padded / simd <= 2.0 * work * static_cast<double>(g.C);
 }
 
 template <typename T>
@@ -1725,33 +1927,47 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const rc_index nchunk = (HW + chunk - 1) / chunk;
   const rc_index pack_items = packed ? g.N * j.nb * nchunk : 0;
   int err = 0;
-  const int nt = rc_threads(nthreads, items > pack_items ? items : pack_items);
+  if (packed) {
+    const int npt = rc_threads(nthreads, pack_items);
+#pragma omp parallel for num_threads(npt) schedule(static)
+    for (rc_index p = 0; p < pack_items; ++p) {
+      const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
+      const rc_index n = nbk / j.nb, b = nbk % j.nb;
+      const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+      T* dst = packed + n * j.bsn + b * j.bsb;
+      packfn(in, g, L, n, b * L, i0, i1, dst);
+    }
+    if (rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  const int nt_all = rc_threads(nthreads, items);
   const size_t sbytes = v_scratch_bytes(j, false);
+  const auto item_cost = [&](rc_index it) {
+    if (j.whole_roi) return j.cost[it] * static_cast<double>(j.nb * L);
+    rc_index k, b;
+    v_item_kb(j, it, &k, &b);
+    return j.cost[k] * static_cast<double>(L);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    if (packed) {
-#pragma omp for schedule(static)
-      for (rc_index p = 0; p < pack_items; ++p) {
-        const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
-        const rc_index n = nbk / j.nb, b = nbk % j.nb;
-        const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
-        T* dst = packed + n * j.bsn + b * j.bsb;
-        packfn(in, g, L, n, b * L, i0, i1, dst);
-      }
-    }
-    char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s = VScratch<T>();
-    if (!v_scratch_bind(&s, mem, j, false)) {
+    {
+      char* mem = static_cast<char*>(rc_alloc(sbytes));
+      VScratch<T> s = VScratch<T>();
+      if (!v_scratch_bind(&s, mem, j, false)) {
 #pragma omp atomic write
-      err = 1;
-    }
+        err = RC_ERR_NOMEM;
+      }
 #pragma omp for schedule(dynamic, 4)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      fn(j, s, it);
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!mem) continue;
+        fn(j, s, it);
+      }
+      if (j.stream) rc_stream_fence();
+      rc_free(mem);
     }
-    if (j.stream) rc_stream_fence();
-    rc_free(mem);
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   rc_free(packed);
   return err;
@@ -1767,22 +1983,32 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
   const rc_index items = g.N * j.nb;
   int err = 0;
-  const int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
   const size_t sbytes = v_scratch_bytes(j, true);
+  const double tile = j.packed ? static_cast<double>(g.H * g.W) : 0.0;
+  const auto item_cost = [&](rc_index it) {
+    return (j.cost[it / j.nb] + tile) * static_cast<double>(L);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s = VScratch<T>();
-    if (!v_scratch_bind(&s, mem, j, true)) {
+    {
+      char* mem = static_cast<char*>(rc_alloc(sbytes));
+      VScratch<T> s = VScratch<T>();
+      if (!v_scratch_bind(&s, mem, j, true)) {
 #pragma omp atomic write
-      err = 1;
-    }
+        err = RC_ERR_NOMEM;
+      }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      fn(j, s, it);
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!mem) continue;
+        fn(j, s, it);
+      }
+      rc_free(mem);
     }
-    rc_free(mem);
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   return err;
 }
@@ -1821,23 +2047,52 @@ inline int rc_isa_for(const Geom& g, int backward_threads = 0) {
   return isa;
 }
 
+/* Backward: extra elements of the per-thread tiles ([H*W][L], two). */
+template <typename T>
+inline double v_tile_extra(const Geom& g, int nthreads, int isa) {
+  const int nt = rc_threads(nthreads, g.N * ((g.C + v_lanes<T>(isa) - 1) /
+                                             v_lanes<T>(isa)));
+  return 2.0 * nt * static_cast<double>(g.H * g.W) *
+         static_cast<double>(v_lanes<T>(isa));
+}
+
+/* Forward: elements of the packed input [N][nb][H][W][L]. */
+template <typename T>
+inline double v_pack_extra(const Geom& g, int isa) {
+  const rc_index L = v_lanes<T>(isa);
+  return static_cast<double>(g.N) * static_cast<double>((g.C + L - 1) / L * L) *
+         static_cast<double>(g.H * g.W);
+}
+
 template <typename T>
 int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
                     T scale, SampledParams sp, int nthreads) {
   const int isa = rc_isa_for<T>(g);
-  rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   if (isa == RC_ISA_REFERENCE)
     return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
-  const bool pack =
-      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g), 1.0, isa);
-  if (!pack && !g.channels_last)
-    return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, out);
-  j.sp = sp;
-  j.ny = g.PH * mgh;
-  j.nx = g.PW * mgw;
-  return v_forward<T>(j, RC_V_SFWD, nthreads, isa, pack);
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + 1)));
+  if (!cost) return RC_ERR_NOMEM;
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
+    std::free(cost);
+    return RC_ERR_COST;
+  }
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
+                                   v_pack_extra<T>(g, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.sp = sp;
+    j.ny = g.PH * mgh;
+    j.nx = g.PW * mgw;
+    j.cost = cost;
+    err = v_forward<T>(j, RC_V_SFWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1846,24 +2101,39 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
                      T* grad_in, const Geom& g, T scale, SampledParams sp,
                      int nthreads) {
   const int isa = rc_isa_for<T>(g, nthreads);
-  rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
-  const bool pack =
-      isa != RC_ISA_REFERENCE &&
-      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g),
-                     sp.max_mode ? 3.0 : 2.0, isa);
-  if (isa == RC_ISA_REFERENCE || (!pack && !g.channels_last))
+  if (isa == RC_ISA_REFERENCE)
     return sampled_backward_reference<T>(grad_out, in, rois, order,
                                          batch_start, grad_in, g, scale, sp,
                                          nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-  j.sp = sp;
-  j.grad_out = grad_out;
-  j.order = order;
-  j.batch_start = batch_start;
-  j.ny = g.PH * mgh;
-  j.nx = g.PW * mgw;
-  return v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
+  if (!cost) return RC_ERR_NOMEM;
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
+    std::free(cost);
+    return RC_ERR_COST;
+  }
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K),
+                                   sp.max_mode ? 3.0 : 2.0, isa,
+                                   v_tile_extra<T>(g, nthreads, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = sampled_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                        grad_in, g, scale, sp, nthreads);
+  } else {
+    rc_image_costs(g, order, batch_start, cost, cost + g.K);
+    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+    j.sp = sp;
+    j.grad_out = grad_out;
+    j.order = order;
+    j.batch_start = batch_start;
+    j.ny = g.PH * mgh;
+    j.nx = g.PW * mgw;
+    j.cost = cost + g.K;
+    err = v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1872,17 +2142,21 @@ int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
   const int isa = rc_isa_for<T>(g);
   if (isa == RC_ISA_REFERENCE)
     return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
-  rc_index* tab = static_cast<rc_index*>(
-      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
-  if (!tab) return 1;
-  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
-  std::free(tab);
-  const bool pack = v_pack_pays<T>(g, work, 1.0, isa);
-  if (!pack && !g.channels_last)
-    return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, out);
-  j.bins = bins;
-  return v_forward<T>(j, RC_V_PFWD, nthreads, isa, pack);
+  double* cost = pool_cost_array<T>(bins, rois, scale, g, 0);
+  if (!cost) return RC_ERR_NOMEM;
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
+                                   v_pack_extra<T>(g, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.bins = bins;
+    j.cost = cost;
+    err = v_forward<T>(j, RC_V_PFWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1894,23 +2168,57 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
-  rc_index* tab = static_cast<rc_index*>(
-      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
-  if (!tab) return 1;
-  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
-  std::free(tab);
-  const bool pack = v_pack_pays<T>(g, work, 3.0, isa);
-  if (!pack && !g.channels_last)
-    return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
-                                      grad_in, g, scale, bins, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-  j.bins = bins;
-  j.grad_out = grad_out;
-  j.order = order;
-  j.batch_start = batch_start;
-  return v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
+  double* cost = pool_cost_array<T>(bins, rois, scale, g, g.N);
+  if (!cost) return RC_ERR_NOMEM;
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 3.0, isa,
+                                   v_tile_extra<T>(g, nthreads, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                     grad_in, g, scale, bins, nthreads);
+  } else {
+    rc_image_costs(g, order, batch_start, cost, cost + g.K);
+    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+    j.bins = bins;
+    j.grad_out = grad_out;
+    j.order = order;
+    j.batch_start = batch_start;
+    j.cost = cost + g.K;
+    err = v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
+/* The sampling cost of a call, for the Python-side error message: the
+ * largest samples per bin (and its RoI), the largest samples along a RoI
+ * side (and its RoI), and the samples of the whole call (times C). */
+template <typename T>
+void sampled_cost(const T* rois, const Geom& g, T scale, SampledParams sp,
+                  double* max_bin, rc_index* bin_roi, double* max_side,
+                  rc_index* side_roi, double* total) {
+  *max_bin = *max_side = *total = 0;
+  *bin_roi = *side_roi = -1;
+  for (rc_index k = 0; k < g.K; ++k) {
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
+                        &gw);
+    const double bin = static_cast<double>(gh) * static_cast<double>(gw);
+    const double side = static_cast<double>(
+        g.PH * gh > g.PW * gw ? g.PH * gh : g.PW * gw);
+    if (bin > *max_bin) {
+      *max_bin = bin;
+      *bin_roi = k;
+    }
+    if (side > *max_side) {
+      *max_side = side;
+      *side_roi = k;
+    }
+    *total += bin * static_cast<double>(g.PH * g.PW);
+  }
+  *total *= static_cast<double>(g.C);
+}
 
 }  // namespace roicore
 
