@@ -204,7 +204,9 @@ def test_csr_groups_rois_by_image_in_order(n, k):
     b[rng.random(k) < 0.05] = np.nan
     rois = np.zeros((k, 5), np.float32)
     rois[:, 0] = b
-    order, starts = _gpu._csr(g(rois), Shapes(n, 1, 1, 1, k, 1, 1, "NCHW"), "float", False)
+    batch = np.where(np.isnan(b), -(2**62), b).astype(np.int64)  # the exact indices
+    order, starts = _gpu._csr(g(rois), g(batch), Shapes(n, 1, 1, 1, k, 1, 1, "NCHW"), "float",
+                              False)
     order, starts = h(order), h(starts)
     valid = (b >= 0) & (b < n)
     key = np.where(valid, np.nan_to_num(b), n).astype(np.int64)
@@ -305,14 +307,14 @@ def test_non_finite_coordinates_with_checks_skipped_do_not_crash():
 
 
 def test_sampling_grid_limit():
-    # a RoI 70000 pixels high needs ceil(70000 / 1) > 65536 samples per bin side
+    # a 5000 x 5000 RoI with one bin needs 2.5e7 > 2**24 adaptive samples per bin
     x = make_input(case_rng("grid"), np.float32)
-    rois = np.array([[0, 1, 1, 5, 5], [1, 0, 0, 4, 70000]], np.float64)
-    with pytest.raises(ValueError, match="65536"):
+    rois = np.array([[0, 1, 1, 5, 5], [1, 0, 0, 5000, 5000]], np.float64)
+    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
         roicore.roi_align(x, rois, 1)  # the CPU backend
-    with pytest.raises(ValueError, match="65536"):
+    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
         roicore.roi_align(g(x), g(rois), 1)
-    with pytest.raises(ValueError, match="65536"):
+    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
         roicore.roi_align_backward(g(np.ones((2, C, 1, 1), np.float32)), g(x), g(rois), 1)
     with gpu_checks(False):  # no check: that RoI gives 0 instead of running for hours
         out = h(roicore.roi_align(g(x), g(rois), 1))
