@@ -3,7 +3,8 @@
 For CuPy input, roicore copies ``rois`` to the host once per call to check
 that batch indices are integers in ``[0, N)``, that coordinates are finite
 and that the sampling cost is within roicore's limits (samples per bin,
-per RoI side and per call, :mod:`roicore._limits`).  That copy synchronises the current stream.  Skip it with::
+per RoI side and per call, :mod:`roicore._limits`).  That copy synchronises
+the current stream.  Skip it with::
 
     with roicore.gpu_checks(False):
         y = roicore.roi_align(x_gpu, rois_gpu, 7)

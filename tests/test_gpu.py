@@ -310,11 +310,11 @@ def test_sampling_grid_limit():
     # a 5000 x 5000 RoI with one bin needs 2.5e7 > 2**24 adaptive samples per bin
     x = make_input(case_rng("grid"), np.float32)
     rois = np.array([[0, 1, 1, 5, 5], [1, 0, 0, 5000, 5000]], np.float64)
-    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align(x, rois, 1)  # the CPU backend
-    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align(g(x), g(rois), 1)
-    with pytest.raises(ValueError, match="RoI 1 needs 2.5e.07 samples per bin"):
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align_backward(g(np.ones((2, C, 1, 1), np.float32)), g(x), g(rois), 1)
     with gpu_checks(False):  # no check: that RoI gives 0 instead of running for hours
         out = h(roicore.roi_align(g(x), g(rois), 1))
