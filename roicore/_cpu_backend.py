@@ -134,12 +134,12 @@ def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) 
         err = _cpu.sampled_fwd(xc, rc, batch, res, plan.kind, plan.aligned, plan.max_mode,
                                plan.sampling_ratio, plan.spatial_scale, plan.channels_last, nt)
     _raise(err)
-    if direct or res.dtype == x.dtype:
+    if direct:
         return res
-    if out is not None:
+    if out is not None:  # float16, or a misaligned `out`: copy back
         out[...] = res if res.dtype == out.dtype else _cast(res, x.dtype)
         return out
-    return _cast(res, x.dtype)
+    return res if res.dtype == x.dtype else _cast(res, x.dtype)
 
 
 def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
