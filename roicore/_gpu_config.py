@@ -119,15 +119,15 @@ def adaptive_grid(kind: int, aligned: bool, c1: np.ndarray, c2: np.ndarray, scal
     return g.astype(np.int64)
 
 
-def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple[float, int, float, int, float]:
+def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple:
     """The CPU kernels' ``sampled_cost`` replayed in NumPy: (largest samples
-    per bin, its RoI, largest samples along a RoI side, its RoI, samples of
-    the call times C).  ``rois_T``: (K, 5) host RoIs already cast to the
-    compute dtype."""
+    per bin, its RoI, largest samples along a RoI side, its RoI, largest
+    samples per RoI, its RoI, samples of the call times C).  ``rois_T``:
+    (K, 5) host RoIs already cast to the compute dtype."""
     s = plan.shapes
     K = rois_T.shape[0]
     if plan.op != "sampled" or K == 0:
-        return 0.0, -1, 0.0, -1, 0.0
+        return 0.0, -1, 0.0, -1, 0.0, -1, 0.0
     if plan.kind == _MNC:
         gh = gw = np.ones(K, np.int64)
     elif plan.sampling_ratio > 0:
@@ -142,10 +142,11 @@ def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple[float, int, float, int
     gw = np.where(empty, 0, gw)
     binc = gh.astype(np.float64) * gw.astype(np.float64)
     side = np.maximum(s.PH * gh, s.PW * gw).astype(np.float64)
-    kb, ks = int(np.argmax(binc)), int(np.argmax(side))
+    roi = binc * float(s.PH * s.PW)
+    kb, ks, kr = int(np.argmax(binc)), int(np.argmax(side)), int(np.argmax(roi))
     total = float(binc.sum()) * float(s.PH * s.PW) * float(s.C)
     return (float(binc[kb]), kb if binc[kb] > 0 else -1, float(side[ks]),
-            ks if side[ks] > 0 else -1, total)
+            ks if side[ks] > 0 else -1, float(roi[kr]), kr if roi[kr] > 0 else -1, total)
 
 
 def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:
@@ -153,6 +154,6 @@ def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:
     (the CPU backend refuses exactly these calls)."""
     from . import _limits
 
-    mb, _, ms, _, tot = sampling_cost(plan, rois_T)
+    mb, _, ms, _, mr, _, tot = sampling_cost(plan, rois_T)
     return (mb > _limits.BIN_SAMPLE_LIMIT or ms > _limits.SIDE_SAMPLE_LIMIT
-            or tot > _limits.CALL_SAMPLE_LIMIT)
+            or mr > _limits.ROI_SAMPLE_LIMIT or tot > _limits.CALL_SAMPLE_LIMIT)

@@ -3,11 +3,14 @@
 What a sampled op (RoI Align / RoI Warp) costs is its bilinear samples, so
 that is what is bounded, on both backends, with the limits of
 ``roi_common.h`` (``RC_BIN_SAMPLE_LIMIT``, ``RC_SIDE_SAMPLE_LIMIT``,
-``RC_CALL_SAMPLE_LIMIT``; ``tests/test_hardening.py`` checks they agree):
+``RC_ROI_SAMPLE_LIMIT``, ``RC_CALL_SAMPLE_LIMIT``; ``tests/test_hardening.py``
+checks they agree):
 
 * samples per bin (``gh * gw``): at most 2**24;
 * samples along one side of a RoI (``PH * gh``, ``PW * gw``; the CPU kernels
   keep per-thread tables of that length): at most 2**21;
+* samples per RoI (``PH * PW * gh * gw``; one RoI is the smallest piece of
+  work the CPU kernels run between two checks for Ctrl-C): at most 2**28;
 * samples of the whole call (sum over RoIs of ``PH * PW * gh * gw``, times
   ``C``): at most 2**40 (hours of work on any machine).
 
@@ -23,15 +26,16 @@ from typing import Any
 
 BIN_SAMPLE_LIMIT = 1 << 24
 SIDE_SAMPLE_LIMIT = 1 << 21
+ROI_SAMPLE_LIMIT = 1 << 28
 CALL_SAMPLE_LIMIT = 1 << 40
 
 
 def check_sampling_cost(plan: Any, max_bin: float, bin_roi: int, max_side: float,
-                        side_roi: int, total: float) -> None:
+                        side_roi: int, max_roi: float, roi_roi: int, total: float) -> None:
     """Raise a ValueError naming the argument and the fix when a call is above
     a limit; ``max_bin``/``bin_roi``: the largest samples per bin and its RoI,
-    ``max_side``/``side_roi`` the same along a RoI side, ``total`` the samples
-    of the call times C."""
+    ``max_side``/``side_roi`` and ``max_roi``/``roi_roi`` the same along a RoI
+    side and per RoI, ``total`` the samples of the call times C."""
     sr = int(plan.sampling_ratio)
     if max_bin > BIN_SAMPLE_LIMIT:
         if sr > 0:
@@ -54,6 +58,14 @@ def check_sampling_cost(plan: Any, max_bin: float, bin_roi: int, max_side: float
             f"samples per bin side) with {what}, above the limit of {SIDE_SAMPLE_LIMIT} "
             f"(2**21): pass a smaller `sampling_ratio` or `output_size`, or check `rois` / "
             f"`spatial_scale`"
+        )
+    if max_roi > ROI_SAMPLE_LIMIT:
+        what = (f"`sampling_ratio`={sr}" if sr > 0
+                else "the adaptive grid (`sampling_ratio` <= 0)")
+        raise ValueError(
+            f"RoI {roi_roi} needs {max_roi:.3g} samples (output bins x samples per bin) with "
+            f"{what}, above the limit of {ROI_SAMPLE_LIMIT} (2**28) per RoI: pass a smaller "
+            f"`sampling_ratio` or `output_size`, or check `rois` / `spatial_scale`"
         )
     if total > CALL_SAMPLE_LIMIT:
         raise ValueError(

@@ -53,7 +53,8 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
 
     void sampled_cost[T](const T* rois, const Geom& g, T scale, SampledParams sp,
                          double* max_bin, rc_index* bin_roi, double* max_side,
-                         rc_index* side_roi, double* total) nogil
+                         rc_index* side_roi, double* max_roi, rc_index* roi_roi,
+                         double* total) nogil
 
     int rc_thread_ceiling() nogil
     double rc_set_chunk_work(double w) nogil
@@ -173,19 +174,20 @@ def sampled_cost_of(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.nd
                     int kind, bint aligned, int sampling_ratio, double scale,
                     bint channels_last):
     """(max samples per bin, its RoI, max samples along a RoI side, its RoI,
-    samples of the call x C), with the kernels' own arithmetic."""
+    max samples per RoI, its RoI, samples of the call x C), with the kernels'
+    own arithmetic."""
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
     cdef SampledParams sp = _params(kind, aligned, False, sampling_ratio)
-    cdef double mb = 0, ms = 0, tot = 0
-    cdef rc_index kb = -1, ks = -1
+    cdef double mb = 0, ms = 0, mr = 0, tot = 0
+    cdef rc_index kb = -1, ks = -1, kr = -1
     if inp.dtype.itemsize == 4:
         sampled_cost[float](<const float*>cnp.PyArray_DATA(rois), g, <float>scale, sp,
-                            &mb, &kb, &ms, &ks, &tot)
+                            &mb, &kb, &ms, &ks, &mr, &kr, &tot)
     else:
         sampled_cost[double](<const double*>cnp.PyArray_DATA(rois), g, scale, sp,
-                             &mb, &kb, &ms, &ks, &tot)
-    return mb, kb, ms, ks, tot
+                             &mb, &kb, &ms, &ks, &mr, &kr, &tot)
+    return mb, kb, ms, ks, mr, kr, tot
 
 
 def sampled_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,

@@ -148,15 +148,16 @@ _LONG = """
     xy = rng.uniform(0, 40, (K, 2))
     r = np.concatenate([rng.integers(0, 2, (K, 1)), xy, xy + 20], 1).astype(np.float32)
     g = np.ones((K, 16, 7, 7), np.float32)
+    if op == "pool":
+        xp = rng.standard_normal((1, 16, 1400, 1400)).astype(np.float32)
+        rp = np.array([[0, 0, 0, 1399, 1399]] * 20000, np.float32)
     print("start", flush=True)
     if op == "align":      # ~1.6e10 bilinear samples x channels: minutes
         roicore.roi_align(x, r, 7, 1.0, 32, num_threads=2)
-    elif op == "align_bwd":
+    elif op == "align_bwd":  # one image's 10000 RoIs: cut into segments
         roicore.roi_align_backward(g, x, r, 7, 1.0, 32, num_threads=2)
-    else:                  # pool over 100x100 bins of a large map, many times
-        x = rng.standard_normal((1, 16, 1400, 1400)).astype(np.float32)
-        r = np.array([[0, 0, 0, 1399, 1399]] * 20000, np.float32)
-        roicore.roi_pool(x, r, 1, num_threads=2)
+    else:                  # the whole 1400x1400 map per RoI, 20000 times
+        roicore.roi_pool(xp, rp, 1, num_threads=2)
     print("finished", flush=True)
 """
 
@@ -244,6 +245,7 @@ def test_limits_match_the_header():
 
     assert define("RC_BIN_SAMPLE_LIMIT") == _limits.BIN_SAMPLE_LIMIT
     assert define("RC_SIDE_SAMPLE_LIMIT") == _limits.SIDE_SAMPLE_LIMIT
+    assert define("RC_ROI_SAMPLE_LIMIT") == _limits.ROI_SAMPLE_LIMIT
     assert define("RC_CALL_SAMPLE_LIMIT") == _limits.CALL_SAMPLE_LIMIT
 
 
@@ -276,11 +278,15 @@ def test_huge_sampling_ratio_is_refused_with_the_fix():
         roicore.roi_align(x, r, 7, 1.0, 65536)
     with pytest.raises(ValueError, match=r"`sampling_ratio`=65536 gives"):
         roicore.roi_align_backward(np.zeros((100, 4, 7, 7), np.float32), x, r, 7, 1.0, 65536)
-    # 4096**2 = 2**24 samples per bin is allowed per bin, but 100 RoIs x 49 bins x 64
-    # channels of it is above the per-call limit
+    # 4096**2 = 2**24 samples per bin is allowed per bin, but not 49 such bins per RoI
+    with pytest.raises(ValueError, match=r"RoI 0 needs 8\.22e\+08 samples \(output bins x "
+                                         r"samples per bin\) with `sampling_ratio`=4096"):
+        roicore.roi_align(x, r, 7, 1.0, 4096)
+    # 2**28 samples per RoI is allowed, but 100 RoIs x 64 channels of it is above the
+    # per-call limit
     x64 = np.zeros((1, 64, 8, 8), np.float32)
-    with pytest.raises(ValueError, match=r"this call needs 5\.26e\+12 bilinear samples"):
-        roicore.roi_align(x64, r, 7, 1.0, 4096)
+    with pytest.raises(ValueError, match=r"this call needs 1\.72e\+12 bilinear samples"):
+        roicore.roi_align(x64, r, 16, 1.0, 1024)
     with pytest.raises(ValueError, match=r"RoI 0 needs .* samples along one side"):
         roicore.roi_warp(x, r[:1], (1000, 1), 1.0, 4096)
 

@@ -39,9 +39,12 @@ enum { RC_BINS_FAST_RCNN = 0, RC_BINS_EQUAL = 1 };
  *  - samples per bin, gh * gw;
  *  - samples along one side of a RoI, PH * gh and PW * gw (the CPU
  *    kernels' per-thread sample tables);
+ *  - samples per RoI, PH * PW * gh * gw (one RoI is one uninterruptible
+ *    piece of work on the CPU: about a second at most);
  *  - samples per call, sum over RoIs of PH * PW * gh * gw, times C. */
 #define RC_BIN_SAMPLE_LIMIT 16777216LL       /* 2^24 */
 #define RC_SIDE_SAMPLE_LIMIT 2097152LL       /* 2^21 */
+#define RC_ROI_SAMPLE_LIMIT 268435456LL      /* 2^28 */
 #define RC_CALL_SAMPLE_LIMIT 1099511627776.0 /* 2^40 */
 /* An adaptive grid is capped here before its integer conversion (anything
  * above RC_BIN_SAMPLE_LIMIT is refused anyway). */
@@ -136,12 +139,14 @@ RC_HD void rc_grid_pair(rc_index* gh, rc_index* gw) {
   if (*gh == 0 || *gw == 0) *gh = *gw = 0;
 }
 
-/* Whether one RoI's grid (after rc_grid_pair) is above the per-bin or
- * per-side limit. */
+/* Whether one RoI's grid (after rc_grid_pair) is above the per-bin,
+ * per-side or per-RoI limit (no product can overflow: each is evaluated only
+ * when the previous ones are within their limits). */
 RC_HD bool rc_grid_too_large(rc_index gh, rc_index gw, rc_index PH,
                              rc_index PW) {
   return gh * gw > RC_BIN_SAMPLE_LIMIT || PH * gh > RC_SIDE_SAMPLE_LIMIT ||
-         PW * gw > RC_SIDE_SAMPLE_LIMIT;
+         PW * gw > RC_SIDE_SAMPLE_LIMIT ||
+         (PH * gh) * (PW * gw) > RC_ROI_SAMPLE_LIMIT;
 }
 
 /* Coordinate of sample i (of grid) in bin p. */

@@ -167,6 +167,20 @@ inline rc_index rc_channel_block(rc_index C, rc_index outer, int nthreads) {
   return cb < 1 ? 1 : cb;
 }
 
+/* rc_channel_block, small enough that one item (its channels times the
+ * costliest RoI, cost per channel) stays within a chunk's budget, so every
+ * item is short enough to wait for after Ctrl-C. */
+inline rc_index rc_channel_block_for(rc_index C, rc_index outer, int nthreads,
+                                     const double* cost, rc_index K) {
+  rc_index cb = rc_channel_block(C, outer, nthreads);
+  double top = 1;
+  for (rc_index k = 0; k < K; ++k)
+    if (cost[k] > top) top = cost[k];
+  const double fit = *rc_chunk_work_slot() / top;
+  if (fit < static_cast<double>(cb)) cb = fit < 1 ? 1 : static_cast<rc_index>(fit);
+  return cb;
+}
+
 /* Batch index of RoI k, -1 when out of [0, N) (validated in Python; the
  * kernels never read out of bounds).  From the exact int64 array, never from
  * the rois cast to the compute dtype (float32 holds integers exactly only up
@@ -283,16 +297,90 @@ inline int sampled_max_grid(const SampledParams& sp, const T* rois, T scale,
   return err;
 }
 
-/* Cost per image (sum over its RoIs) from the per-RoI costs. */
-inline void rc_image_costs(const Geom& g, const rc_index* order,
-                           const rc_index* batch_start, const double* rcost,
-                           double* icost) {
+/* Backward work: the RoIs of image n (order[batch_start[n] ..
+ * batch_start[n+1]]) are cut into consecutive segments of bounded cost, so
+ * that one image with many RoIs cannot make one long uninterruptible item.
+ * Round t runs segment t of every image that has one, as items (image,
+ * channel block) chunked as usual: the segments of one (image, block) run
+ * one after the other, in order, accumulating into the same grad_input
+ * slice, so the summation order is that of one unsplit item. */
+struct RcSegs {
+  rc_index* ptr;    /* N + 1: segments of image n are ptr[n] .. ptr[n+1]-1 */
+  rc_index* start;  /* first position (into order) of each segment */
+  double* cost;     /* per-channel cost of each segment */
+  rc_index* imgs;   /* N: images of the current round */
+  rc_index rounds;  /* most segments of one image */
+  void* mem;
+};
+
+/* width: channels per item (the per-item cost is cost x width); extra: a
+ * fixed per-segment cost (e.g. the packed path's tile traffic): a segment is
+ * cut only once its RoIs cost at least that much, so splitting never costs
+ * more than the work.  Returns false without memory. */
+inline bool rc_segments(const Geom& g, const rc_index* order,
+                        const rc_index* batch_start, const double* rcost,
+                        double width, double extra, RcSegs* sg) {
+  double budget = *rc_chunk_work_slot() / (width < 1 ? 1 : width);
+  if (budget < extra) budget = extra;
+  rc_index count = 0;
   for (rc_index n = 0; n < g.N; ++n) {
-    double w = 0;
-    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r)
-      w += rcost[order[r]];
-    icost[n] = w;
+    if (batch_start[n + 1] <= batch_start[n]) continue;
+    ++count;
+    double acc = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      if (acc >= budget) {
+        ++count;
+        acc = 0;
+      }
+      acc += rcost[order[r]] + 1.0;
+    }
   }
+  const size_t bytes = sizeof(rc_index) * static_cast<size_t>(2 * g.N + 1 + count) +
+                       sizeof(double) * static_cast<size_t>(count) + 64;
+  sg->mem = std::malloc(bytes);
+  if (!sg->mem) return false;
+  sg->cost = static_cast<double*>(sg->mem);
+  sg->ptr = reinterpret_cast<rc_index*>(sg->cost + count);
+  sg->start = sg->ptr + g.N + 1;
+  sg->imgs = sg->start + count;
+  sg->rounds = 0;
+  rc_index s = 0;
+  for (rc_index n = 0; n < g.N; ++n) {
+    sg->ptr[n] = s;
+    if (batch_start[n + 1] <= batch_start[n]) continue;
+    sg->start[s] = batch_start[n];
+    sg->cost[s] = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      if (sg->cost[s] >= budget) {
+        sg->cost[s] += extra;
+        ++s;
+        sg->start[s] = r;
+        sg->cost[s] = 0;
+      }
+      sg->cost[s] += rcost[order[r]] + 1.0;
+    }
+    sg->cost[s] += extra;
+    ++s;
+    if (s - sg->ptr[n] > sg->rounds) sg->rounds = s - sg->ptr[n];
+  }
+  sg->ptr[g.N] = s;
+  return true;
+}
+
+/* Images with a segment in round t -> sg->imgs; returns how many. */
+inline rc_index rc_round_images(const Geom& g, RcSegs* sg, rc_index t) {
+  rc_index m = 0;
+  for (rc_index n = 0; n < g.N; ++n)
+    if (sg->ptr[n + 1] - sg->ptr[n] > t) sg->imgs[m++] = n;
+  return m;
+}
+
+/* RoI positions [*r0, *r1) of image n in round t. */
+inline void rc_segment(const RcSegs& sg, const rc_index* batch_start,
+                       rc_index n, rc_index t, rc_index* r0, rc_index* r1) {
+  const rc_index i = sg.ptr[n] + t;
+  *r0 = sg.start[i];
+  *r1 = i + 1 < sg.ptr[n + 1] ? sg.start[i + 1] : batch_start[n + 1];
 }
 
 /* Value of the bilinear sample (iy, ix) of the tables at plane p. */
@@ -383,7 +471,8 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
   }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(g.C, g.K, nthreads < 1 ? 1 : nthreads,
+                                           rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
@@ -504,18 +593,24 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
     std::free(rcost);
     return RC_ERR_COST;
   }
-  double* icost = rcost + g.K;
-  rc_image_costs(g, order, batch_start, rcost, icost);
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(g.C, g.N, nthreads < 1 ? 1 : nthreads,
+                                           rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
-  const rc_index items = g.N * nblk;
+  RcSegs sg;
+  if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
+                   &sg)) {
+    std::free(rcost);
+    return RC_ERR_NOMEM;
+  }
   int err = 0;
-  const int nt_all = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, g.N * nblk);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+  const rc_index items = rc_round_images(g, &sg, t) * nblk;
   const auto item_cost = [&](rc_index it) {
     const rc_index c0 = (it % nblk) * cb;
-    return icost[it / nblk] *
+    return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
            static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
   };
   for (rc_index i0 = 0; i0 < items && !err;) {
@@ -537,12 +632,14 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
 #pragma omp for schedule(dynamic, 1)
     for (rc_index it = i0; it < i1; ++it) {
       if (!mem) continue;
-      const rc_index n = it / nblk;
+      const rc_index n = sg.imgs[it / nblk];
       const rc_index c0 = (it % nblk) * cb;
       const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
       T* gbase = grad_in + n * st.sn;
       const T* ibase = in + n * st.sn;
-      for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      rc_index r0, r1;
+      rc_segment(sg, batch_start, n, t, &r0, &r1);
+      for (rc_index r = r0; r < r1; ++r) {
         const rc_index k = order[r];
         const T* roi = rois + 5 * k;
         if (rc_batch(g, k) != n) continue;
@@ -580,8 +677,11 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
     std::free(mem);
   }
   i0 = i1;
-  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+    err = RC_ERR_INTERRUPTED;
   }
+  }
+  std::free(sg.mem);
   std::free(rcost);
   return err;
 }
@@ -665,7 +765,8 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
   double* rcost = pool_cost_array<T>(bins, rois, scale, g, 0);
   if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(g.C, g.K, nthreads < 1 ? 1 : nthreads,
+                                           rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
@@ -745,17 +846,23 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
                             int nthreads) {
   double* rcost = pool_cost_array<T>(bins, rois, scale, g, g.N);
   if (!rcost) return RC_ERR_NOMEM;
-  double* icost = rcost + g.K;
-  rc_image_costs(g, order, batch_start, rcost, icost);
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(g.C, g.N, nthreads < 1 ? 1 : nthreads,
+                                           rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
-  const rc_index items = g.N * nblk;
+  RcSegs sg;
+  if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
+                   &sg)) {
+    std::free(rcost);
+    return RC_ERR_NOMEM;
+  }
   int err = 0;
-  const int nt_all = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, g.N * nblk);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+  const rc_index items = rc_round_images(g, &sg, t) * nblk;
   const auto item_cost = [&](rc_index it) {
     const rc_index c0 = (it % nblk) * cb;
-    return icost[it / nblk] *
+    return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
            static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
   };
   for (rc_index i0 = 0; i0 < items && !err;) {
@@ -772,14 +879,16 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
 #pragma omp for schedule(dynamic, 1)
     for (rc_index it = i0; it < i1; ++it) {
       if (!tab) continue;
-      const rc_index n = it / nblk;
+      const rc_index n = sg.imgs[it / nblk];
       const rc_index c0 = (it % nblk) * cb;
       const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
       rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
                *whi = tab + 2 * g.PH + g.PW;
       const T* ibase = in + n * st.sn;
       T* gbase = grad_in + n * st.sn;
-      for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      rc_index r0, r1;
+      rc_segment(sg, batch_start, n, t, &r0, &r1);
+      for (rc_index r = r0; r < r1; ++r) {
         const rc_index k = order[r];
         const T* roi = rois + 5 * k;
         if (rc_batch(g, k) != n) continue;
@@ -800,8 +909,11 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
     std::free(tab);
   }
   i0 = i1;
-  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+    err = RC_ERR_INTERRUPTED;
   }
+  }
+  std::free(sg.mem);
   std::free(rcost);
   return err;
 }
@@ -951,8 +1063,9 @@ struct VJob {
   rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
                                 n*bsn + b*bsb + y*sy + x*sx */
   rc_index ny, nx;           /* sample table lengths */
-  const double* cost;        /* per RoI (forward) or image (backward), per
-                                channel: chunk sizes */
+  const double* cost;        /* forward: per-RoI cost per channel */
+  const RcSegs* seg;         /* backward: RoI segments ... */
+  rc_index round;            /* ... and the round being run */
 };
 
 /* Per-thread scratch. */
@@ -1646,8 +1759,9 @@ RC_AI void v_unpack_block(const T* tile, const Geom& g, rc_index n,
 template <typename T, int L, bool POOL, int ISA>
 RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const Geom& g = j.g;
-  const rc_index n = it / j.nb, b = it % j.nb;
-  if (j.batch_start[n + 1] <= j.batch_start[n]) return; /* stays zero */
+  const rc_index n = j.seg->imgs[it / j.nb], b = it % j.nb;
+  rc_index r0, r1;
+  rc_segment(*j.seg, j.batch_start, n, j.round, &r0, &r1);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const rc_index HW = g.H * g.W;
@@ -1658,7 +1772,15 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   rc_index sy, sx;
   if (packed) {
     gp = s.gtile;
-    for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    if (j.round == 0) {
+      for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    } else if (g.channels_last) { /* continue the sums of the last round */
+      v_pack_nhwc<T, L>(j.out, g, n, c0, 0, HW, gp);
+    } else {
+      for (rc_index i0 = 0; i0 < HW; i0 += 128)
+        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0, i0 + 128 < HW ? i0 + 128 : HW,
+                             gp, L);
+    }
     if (need_in && g.channels_last) {
       v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
     } else if (need_in) {
@@ -1677,7 +1799,7 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     sx = g.C;
   }
   const bool full = packed || nc == L;
-  for (rc_index r = j.batch_start[n]; r < j.batch_start[n + 1]; ++r) {
+  for (rc_index r = r0; r < r1; ++r) {
     const rc_index k = j.order[r];
     const T* roi = j.rois + 5 * k;
     if (rc_batch(g, k) != n) continue;
@@ -1981,35 +2103,44 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   j.nb = (g.C + L - 1) / L;
   j.packed = pack ? 1 : 0;
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
-  const rc_index items = g.N * j.nb;
+  RcSegs sg;
+  if (!rc_segments(g, j.order, j.batch_start, j.cost, static_cast<double>(L),
+                   j.packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, &sg))
+    return RC_ERR_NOMEM;
+  j.seg = &sg;
   int err = 0;
-  const int nt_all = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, g.N * j.nb);
   const size_t sbytes = v_scratch_bytes(j, true);
-  const double tile = j.packed ? static_cast<double>(g.H * g.W) : 0.0;
-  const auto item_cost = [&](rc_index it) {
-    return (j.cost[it / j.nb] + tile) * static_cast<double>(L);
-  };
-  for (rc_index i0 = 0; i0 < items && !err;) {
-    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
-    const int nt = rc_threads(nt_all, i1 - i0);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+    j.round = t;
+    const rc_index items = rc_round_images(g, &sg, t) * j.nb;
+    const auto item_cost = [&](rc_index it) {
+      return sg.cost[sg.ptr[sg.imgs[it / j.nb]] + t] * static_cast<double>(L);
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-    {
-      char* mem = static_cast<char*>(rc_alloc(sbytes));
-      VScratch<T> s = VScratch<T>();
-      if (!v_scratch_bind(&s, mem, j, true)) {
+      {
+        char* mem = static_cast<char*>(rc_alloc(sbytes));
+        VScratch<T> s = VScratch<T>();
+        if (!v_scratch_bind(&s, mem, j, true)) {
 #pragma omp atomic write
-        err = RC_ERR_NOMEM;
-      }
+          err = RC_ERR_NOMEM;
+        }
 #pragma omp for schedule(dynamic, 1)
-      for (rc_index it = i0; it < i1; ++it) {
-        if (!mem) continue;
-        fn(j, s, it);
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!mem) continue;
+          fn(j, s, it);
+        }
+        rc_free(mem);
       }
-      rc_free(mem);
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
     }
-    i0 = i1;
-    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
+  std::free(sg.mem);
   return err;
 }
 
@@ -2121,7 +2252,6 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
     err = sampled_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                         grad_in, g, scale, sp, nthreads);
   } else {
-    rc_image_costs(g, order, batch_start, cost, cost + g.K);
     VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
     j.sp = sp;
     j.grad_out = grad_out;
@@ -2129,7 +2259,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
     j.batch_start = batch_start;
     j.ny = g.PH * mgh;
     j.nx = g.PW * mgw;
-    j.cost = cost + g.K;
+    j.cost = cost;
     err = v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
   }
   std::free(cost);
@@ -2177,13 +2307,12 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
     err = pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                      grad_in, g, scale, bins, nthreads);
   } else {
-    rc_image_costs(g, order, batch_start, cost, cost + g.K);
     VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
     j.bins = bins;
     j.grad_out = grad_out;
     j.order = order;
     j.batch_start = batch_start;
-    j.cost = cost + g.K;
+    j.cost = cost;
     err = v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
   }
   std::free(cost);
@@ -2191,14 +2320,15 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
 }
 
 /* The sampling cost of a call, for the Python-side error message: the
- * largest samples per bin (and its RoI), the largest samples along a RoI
- * side (and its RoI), and the samples of the whole call (times C). */
+ * largest samples per bin, along a RoI side and per RoI (each with its RoI),
+ * and the samples of the whole call (times C). */
 template <typename T>
 void sampled_cost(const T* rois, const Geom& g, T scale, SampledParams sp,
                   double* max_bin, rc_index* bin_roi, double* max_side,
-                  rc_index* side_roi, double* total) {
-  *max_bin = *max_side = *total = 0;
-  *bin_roi = *side_roi = -1;
+                  rc_index* side_roi, double* max_roi, rc_index* roi_roi,
+                  double* total) {
+  *max_bin = *max_side = *max_roi = *total = 0;
+  *bin_roi = *side_roi = *roi_roi = -1;
   for (rc_index k = 0; k < g.K; ++k) {
     T ys, bh, xs, bw;
     rc_index gh, gw;
@@ -2215,7 +2345,12 @@ void sampled_cost(const T* rois, const Geom& g, T scale, SampledParams sp,
       *max_side = side;
       *side_roi = k;
     }
-    *total += bin * static_cast<double>(g.PH * g.PW);
+    const double roi = bin * static_cast<double>(g.PH * g.PW);
+    if (roi > *max_roi) {
+      *max_roi = roi;
+      *roi_roi = k;
+    }
+    *total += roi;
   }
   *total *= static_cast<double>(g.C);
 }
