@@ -429,3 +429,19 @@ def test_second_device_if_present():
     out = roicore.roi_align(xg, rg, 3)  # current device is 0, data on 1
     assert out.device == xg.device
     assert_close(h(out), roicore.roi_align(x, rois, 3), np.float32, "device 1")
+
+
+@pytest.mark.parametrize("op", ["pool", "align", "warp"])
+def test_batch_index_beyond_float32_is_exact(op):
+    # 2**24 + 2 one-pixel images (64 MiB): the kernels read the batch index from an exact
+    # int64 array, not from the rois cast to float32 (where 2**24 + 1 becomes 2**24).
+    # The deterministic backward is left out: its CSR build walks every image.
+    n = 2**24 + 2
+    x = np.zeros((n, 1, 1, 1), np.float32)
+    x[2**24] = 5.0
+    x[2**24 + 1] = 7.0
+    r = np.array([[2**24 + 1, 0, 0, 0, 0], [2**24, 0, 0, 0, 0]], np.float64)
+    assert h(FWD[op](g(x), g(r), 1)).ravel().tolist() == [7.0, 5.0]
+    gi = h(BWD[op](g(np.array([3.0, 2.0], np.float32).reshape(2, 1, 1, 1)), g(x), g(r), 1))
+    nz = np.flatnonzero(gi)
+    assert nz.tolist() == [2**24, 2**24 + 1] and gi.ravel()[nz].tolist() == [2.0, 3.0]
