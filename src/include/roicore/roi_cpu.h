@@ -177,7 +177,8 @@ inline rc_index rc_channel_block_for(rc_index C, rc_index outer, int nthreads,
   for (rc_index k = 0; k < K; ++k)
     if (cost[k] > top) top = cost[k];
   const double fit = *rc_chunk_work_slot() / top;
-  if (fit < static_cast<double>(cb)) cb = fit < 1 ? 1 : static_cast<rc_index>(fit);
+  if (fit < static_cast<double>(cb))
+    cb = fit < 1 ? 1 : static_cast<rc_index>(fit);
   return cb;
 }
 
@@ -335,8 +336,9 @@ inline bool rc_segments(const Geom& g, const rc_index* order,
       acc += rcost[order[r]] + 1.0;
     }
   }
-  const size_t bytes = sizeof(rc_index) * static_cast<size_t>(2 * g.N + 1 + count) +
-                       sizeof(double) * static_cast<size_t>(count) + 64;
+  const size_t bytes =
+      sizeof(rc_index) * static_cast<size_t>(2 * g.N + 1 + count) +
+      sizeof(double) * static_cast<size_t>(count) + 64;
   sg->mem = std::malloc(bytes);
   if (!sg->mem) return false;
   sg->cost = static_cast<double*>(sg->mem);
@@ -471,8 +473,8 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
   }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block_for(g.C, g.K, nthreads < 1 ? 1 : nthreads,
-                                           rcost, g.K);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.K, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
@@ -483,94 +485,94 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
            static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
   };
   for (rc_index i0 = 0; i0 < items && !err;) {
-  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
-  const int nt = rc_threads(nt_all, i1 - i0);
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(
-        std::malloc(sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) +
-                    sizeof(T) * static_cast<size_t>(cb) + 64));
-    if (!mem) {
+    {
+      char* mem = static_cast<char*>(
+          std::malloc(sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) +
+                      sizeof(T) * static_cast<size_t>(cb) + 64));
+      if (!mem) {
 #pragma omp atomic write
-      err = 1;
-    }
-    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
-    T* acc = nullptr;
-    if (mem) {
-      sample_tab_bind(&ty, mem, ny);
-      sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
-      acc = reinterpret_cast<T*>(
-          mem + ((sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 15) &
-                 ~static_cast<size_t>(15)));
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = i0; it < i1; ++it) {
-      if (!mem) continue;
-      const rc_index k = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      const T* roi = rois + 5 * k;
-      T* o = out + k * st.on;
-      const rc_index n = rc_batch(g, k);
-      if (n < 0) {  /* validated in Python; never read out of bounds */
-        for (rc_index c = c0; c < c1; ++c)
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw)
-              o[c * st.oc + ph * st.oy + pw * st.ox] = (T)0;
-        continue;
+        err = 1;
       }
-      T ys, bh, xs, bw;
-      rc_index gh, gw;
-      sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-      sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
-      sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
-      const T* base = in + n * st.sn;
-      if (!g.channels_last || sp.max_mode) {
-        for (rc_index c = c0; c < c1; ++c) {
-          const T* plane = base + c * st.sc;
+      SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
+      T* acc = nullptr;
+      if (mem) {
+        sample_tab_bind(&ty, mem, ny);
+        sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
+        acc = reinterpret_cast<T*>(
+            mem + ((sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 15) &
+                   ~static_cast<size_t>(15)));
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!mem) continue;
+        const rc_index k = it / nblk;
+        const rc_index c0 = (it % nblk) * cb;
+        const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+        const T* roi = rois + 5 * k;
+        T* o = out + k * st.on;
+        const rc_index n = rc_batch(g, k);
+        if (n < 0) {  /* validated in Python; never read out of bounds */
+          for (rc_index c = c0; c < c1; ++c)
+            for (rc_index ph = 0; ph < g.PH; ++ph)
+              for (rc_index pw = 0; pw < g.PW; ++pw)
+                o[c * st.oc + ph * st.oy + pw * st.ox] = (T)0;
+          continue;
+        }
+        T ys, bh, xs, bw;
+        rc_index gh, gw;
+        sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+        sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
+        sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
+        const T* base = in + n * st.sn;
+        if (!g.channels_last || sp.max_mode) {
+          for (rc_index c = c0; c < c1; ++c) {
+            const T* plane = base + c * st.sc;
+            for (rc_index ph = 0; ph < g.PH; ++ph)
+              for (rc_index pw = 0; pw < g.PW; ++pw) {
+                rc_index wy, wx;
+                o[c * st.oc + ph * st.oy + pw * st.ox] =
+                    sampled_bin(plane, sp, ty, tx, ph, pw, &wy, &wx);
+              }
+          }
+        } else {
+          /* NHWC average: channel-contiguous inner loop, same per-channel
+           * summation order as the NCHW path. */
+          const rc_index nc = c1 - c0;
+          const T* b0 = base + c0;
           for (rc_index ph = 0; ph < g.PH; ++ph)
             for (rc_index pw = 0; pw < g.PW; ++pw) {
-              rc_index wy, wx;
-              o[c * st.oc + ph * st.oy + pw * st.ox] =
-                  sampled_bin(plane, sp, ty, tx, ph, pw, &wy, &wx);
+              for (rc_index c = 0; c < nc; ++c) acc[c] = 0;
+              for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+                if (!ty.ok[iy]) continue;
+                for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+                  if (!tx.ok[ix]) continue;
+                  const T hy = ty.wh[iy], ly = ty.wl[iy];
+                  const T hx = tx.wh[ix], lx = tx.wl[ix];
+                  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx,
+                          w4 = ly * lx;
+                  const T* p1 = b0 + ty.lo[iy] + tx.lo[ix];
+                  const T* p2 = b0 + ty.lo[iy] + tx.hi[ix];
+                  const T* p3 = b0 + ty.hi[iy] + tx.lo[ix];
+                  const T* p4 = b0 + ty.hi[iy] + tx.hi[ix];
+#pragma omp simd
+                  for (rc_index c = 0; c < nc; ++c)
+                    acc[c] += w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
+                }
+              }
+              rc_index cnt = gh * gw;
+              const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+              T* dst = o + ph * st.oy + pw * st.ox + c0;
+              for (rc_index c = 0; c < nc; ++c) dst[c] = acc[c] / div;
             }
         }
-      } else {
-        /* NHWC average: channel-contiguous inner loop, same per-channel
-         * summation order as the NCHW path. */
-        const rc_index nc = c1 - c0;
-        const T* b0 = base + c0;
-        for (rc_index ph = 0; ph < g.PH; ++ph)
-          for (rc_index pw = 0; pw < g.PW; ++pw) {
-            for (rc_index c = 0; c < nc; ++c) acc[c] = 0;
-            for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-              if (!ty.ok[iy]) continue;
-              for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
-                if (!tx.ok[ix]) continue;
-                const T hy = ty.wh[iy], ly = ty.wl[iy];
-                const T hx = tx.wh[ix], lx = tx.wl[ix];
-                const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx,
-                        w4 = ly * lx;
-                const T* p1 = b0 + ty.lo[iy] + tx.lo[ix];
-                const T* p2 = b0 + ty.lo[iy] + tx.hi[ix];
-                const T* p3 = b0 + ty.hi[iy] + tx.lo[ix];
-                const T* p4 = b0 + ty.hi[iy] + tx.hi[ix];
-#pragma omp simd
-                for (rc_index c = 0; c < nc; ++c)
-                  acc[c] += w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
-              }
-            }
-            rc_index cnt = gh * gw;
-            const T div = static_cast<T>(cnt > 1 ? cnt : 1);
-            T* dst = o + ph * st.oy + pw * st.ox + c0;
-            for (rc_index c = 0; c < nc; ++c) dst[c] = acc[c] / div;
-          }
       }
+      std::free(mem);
     }
-    std::free(mem);
-  }
-  i0 = i1;
-  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   std::free(rcost);
   return err;
@@ -595,8 +597,8 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
   }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block_for(g.C, g.N, nthreads < 1 ? 1 : nthreads,
-                                           rcost, g.K);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.N, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   RcSegs sg;
   if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
@@ -607,79 +609,80 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
   int err = 0;
   const int nt_all = rc_threads(nthreads, g.N * nblk);
   for (rc_index t = 0; t < sg.rounds && !err; ++t) {
-  const rc_index items = rc_round_images(g, &sg, t) * nblk;
-  const auto item_cost = [&](rc_index it) {
-    const rc_index c0 = (it % nblk) * cb;
-    return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
-           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
-  };
-  for (rc_index i0 = 0; i0 < items && !err;) {
-  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
-  const int nt = rc_threads(nt_all, i1 - i0);
-#pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(std::malloc(
-        sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 64));
-    if (!mem) {
-#pragma omp atomic write
-      err = 1;
-    }
-    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
-    if (mem) {
-      sample_tab_bind(&ty, mem, ny);
-      sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = i0; it < i1; ++it) {
-      if (!mem) continue;
-      const rc_index n = sg.imgs[it / nblk];
+    const rc_index items = rc_round_images(g, &sg, t) * nblk;
+    const auto item_cost = [&](rc_index it) {
       const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      T* gbase = grad_in + n * st.sn;
-      const T* ibase = in + n * st.sn;
-      rc_index r0, r1;
-      rc_segment(sg, batch_start, n, t, &r0, &r1);
-      for (rc_index r = r0; r < r1; ++r) {
-        const rc_index k = order[r];
-        const T* roi = rois + 5 * k;
-        if (rc_batch(g, k) != n) continue;
-        T ys, bh, xs, bw;
-        rc_index gh, gw;
-        sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-        sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
-        sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
-        const rc_index cnt = gh * gw;
-        const T div = static_cast<T>(cnt > 1 ? cnt : 1);
-        const T* go = grad_out + k * st.on;
-        for (rc_index c = c0; c < c1; ++c) {
-          T* gp = gbase + c * st.sc;
-          const T* ip = ibase + c * st.sc;
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw) {
-              const T gv = go[c * st.oc + ph * st.oy + pw * st.ox];
-              if (sp.max_mode) {
-                rc_index wy = -1, wx = -1;
-                sampled_bin(ip, sp, ty, tx, ph, pw, &wy, &wx);
-                if (wy >= 0) bilinear_scatter(gp, ty, wy, tx, wx, gv, (T)1);
-                continue;
-              }
-              for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-                if (!ty.ok[iy]) continue;
-                for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
-                  if (!tx.ok[ix]) continue;
-                  bilinear_scatter(gp, ty, iy, tx, ix, gv, div);
-                }
-              }
-            }
+      return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
+             static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
+#pragma omp parallel num_threads(nt)
+      {
+        char* mem = static_cast<char*>(std::malloc(
+            sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 64));
+        if (!mem) {
+#pragma omp atomic write
+          err = 1;
         }
+        SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
+        if (mem) {
+          sample_tab_bind(&ty, mem, ny);
+          sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!mem) continue;
+          const rc_index n = sg.imgs[it / nblk];
+          const rc_index c0 = (it % nblk) * cb;
+          const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+          T* gbase = grad_in + n * st.sn;
+          const T* ibase = in + n * st.sn;
+          rc_index r0, r1;
+          rc_segment(sg, batch_start, n, t, &r0, &r1);
+          for (rc_index r = r0; r < r1; ++r) {
+            const rc_index k = order[r];
+            const T* roi = rois + 5 * k;
+            if (rc_batch(g, k) != n) continue;
+            T ys, bh, xs, bw;
+            rc_index gh, gw;
+            sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw,
+                                &gw);
+            sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
+            sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
+            const rc_index cnt = gh * gw;
+            const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+            const T* go = grad_out + k * st.on;
+            for (rc_index c = c0; c < c1; ++c) {
+              T* gp = gbase + c * st.sc;
+              const T* ip = ibase + c * st.sc;
+              for (rc_index ph = 0; ph < g.PH; ++ph)
+                for (rc_index pw = 0; pw < g.PW; ++pw) {
+                  const T gv = go[c * st.oc + ph * st.oy + pw * st.ox];
+                  if (sp.max_mode) {
+                    rc_index wy = -1, wx = -1;
+                    sampled_bin(ip, sp, ty, tx, ph, pw, &wy, &wx);
+                    if (wy >= 0) bilinear_scatter(gp, ty, wy, tx, wx, gv, (T)1);
+                    continue;
+                  }
+                  for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+                    if (!ty.ok[iy]) continue;
+                    for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+                      if (!tx.ok[ix]) continue;
+                      bilinear_scatter(gp, ty, iy, tx, ix, gv, div);
+                    }
+                  }
+                }
+            }
+          }
+        }
+        std::free(mem);
       }
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
     }
-    std::free(mem);
-  }
-  i0 = i1;
-  if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
-    err = RC_ERR_INTERRUPTED;
-  }
   }
   std::free(sg.mem);
   std::free(rcost);
@@ -765,8 +768,8 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
   double* rcost = pool_cost_array<T>(bins, rois, scale, g, 0);
   if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block_for(g.C, g.K, nthreads < 1 ? 1 : nthreads,
-                                           rcost, g.K);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.K, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
@@ -777,63 +780,63 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
            static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
   };
   for (rc_index i0 = 0; i0 < items && !err;) {
-  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
-  const int nt = rc_threads(nt_all, i1 - i0);
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) +
-                    sizeof(T) * static_cast<size_t>(cb)));
-    if (!tab) {
+    {
+      rc_index* tab = static_cast<rc_index*>(
+          std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) +
+                      sizeof(T) * static_cast<size_t>(cb)));
+      if (!tab) {
 #pragma omp atomic write
-      err = 1;
-    }
+        err = 1;
+      }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = i0; it < i1; ++it) {
-      if (!tab) continue;
-      const rc_index k = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      const T* roi = rois + 5 * k;
-      T* o = out + k * st.on;
-      const rc_index n = rc_batch(g, k);
-      rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-               *whi = tab + 2 * g.PH + g.PW;
-      T* best = reinterpret_cast<T*>(tab + 2 * (g.PH + g.PW));
-      if (n >= 0) pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
-      const T* base = in + (n < 0 ? 0 : n) * st.sn;
-      for (rc_index ph = 0; ph < g.PH; ++ph)
-        for (rc_index pw = 0; pw < g.PW; ++pw) {
-          T* dst = o + ph * st.oy + pw * st.ox;
-          if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
-            for (rc_index c = c0; c < c1; ++c) dst[c * st.oc] = (T)0;
-            continue;
-          }
-          if (!g.channels_last) {
-            for (rc_index c = c0; c < c1; ++c) {
-              rc_index a;
-              dst[c * st.oc] = pool_bin(base + c * st.sc, st, g.W, hlo[ph],
-                                        hhi[ph], wlo[pw], whi[pw], &a);
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!tab) continue;
+        const rc_index k = it / nblk;
+        const rc_index c0 = (it % nblk) * cb;
+        const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+        const T* roi = rois + 5 * k;
+        T* o = out + k * st.on;
+        const rc_index n = rc_batch(g, k);
+        rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+                 *whi = tab + 2 * g.PH + g.PW;
+        T* best = reinterpret_cast<T*>(tab + 2 * (g.PH + g.PW));
+        if (n >= 0) pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
+        const T* base = in + (n < 0 ? 0 : n) * st.sn;
+        for (rc_index ph = 0; ph < g.PH; ++ph)
+          for (rc_index pw = 0; pw < g.PW; ++pw) {
+            T* dst = o + ph * st.oy + pw * st.ox;
+            if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+              for (rc_index c = c0; c < c1; ++c) dst[c * st.oc] = (T)0;
+              continue;
             }
-          } else {
-            const rc_index nc = c1 - c0;
-            for (rc_index c = 0; c < nc; ++c)
-              best[c] = std::numeric_limits<T>::lowest();
-            for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
-              for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
-                const T* p = base + h * st.sy + w * st.sx + c0;
-#pragma omp simd
-                for (rc_index c = 0; c < nc; ++c)
-                  best[c] = p[c] > best[c] ? p[c] : best[c];
+            if (!g.channels_last) {
+              for (rc_index c = c0; c < c1; ++c) {
+                rc_index a;
+                dst[c * st.oc] = pool_bin(base + c * st.sc, st, g.W, hlo[ph],
+                                          hhi[ph], wlo[pw], whi[pw], &a);
               }
-            for (rc_index c = 0; c < nc; ++c) dst[c0 + c] = best[c];
+            } else {
+              const rc_index nc = c1 - c0;
+              for (rc_index c = 0; c < nc; ++c)
+                best[c] = std::numeric_limits<T>::lowest();
+              for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+                for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+                  const T* p = base + h * st.sy + w * st.sx + c0;
+#pragma omp simd
+                  for (rc_index c = 0; c < nc; ++c)
+                    best[c] = p[c] > best[c] ? p[c] : best[c];
+                }
+              for (rc_index c = 0; c < nc; ++c) dst[c0 + c] = best[c];
+            }
           }
-        }
+      }
+      std::free(tab);
     }
-    std::free(tab);
-  }
-  i0 = i1;
-  if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   std::free(rcost);
   return err;
@@ -847,8 +850,8 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
   double* rcost = pool_cost_array<T>(bins, rois, scale, g, g.N);
   if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block_for(g.C, g.N, nthreads < 1 ? 1 : nthreads,
-                                           rcost, g.K);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.N, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   RcSegs sg;
   if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
@@ -859,59 +862,60 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
   int err = 0;
   const int nt_all = rc_threads(nthreads, g.N * nblk);
   for (rc_index t = 0; t < sg.rounds && !err; ++t) {
-  const rc_index items = rc_round_images(g, &sg, t) * nblk;
-  const auto item_cost = [&](rc_index it) {
-    const rc_index c0 = (it % nblk) * cb;
-    return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
-           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
-  };
-  for (rc_index i0 = 0; i0 < items && !err;) {
-  const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
-  const int nt = rc_threads(nt_all, i1 - i0);
-#pragma omp parallel num_threads(nt)
-  {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)));
-    if (!tab) {
-#pragma omp atomic write
-      err = 1;
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = i0; it < i1; ++it) {
-      if (!tab) continue;
-      const rc_index n = sg.imgs[it / nblk];
+    const rc_index items = rc_round_images(g, &sg, t) * nblk;
+    const auto item_cost = [&](rc_index it) {
       const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-               *whi = tab + 2 * g.PH + g.PW;
-      const T* ibase = in + n * st.sn;
-      T* gbase = grad_in + n * st.sn;
-      rc_index r0, r1;
-      rc_segment(sg, batch_start, n, t, &r0, &r1);
-      for (rc_index r = r0; r < r1; ++r) {
-        const rc_index k = order[r];
-        const T* roi = rois + 5 * k;
-        if (rc_batch(g, k) != n) continue;
-        pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
-        const T* go = grad_out + k * st.on;
-        for (rc_index c = c0; c < c1; ++c)
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw) {
-              rc_index a;
-              pool_bin(ibase + c * st.sc, st, g.W, hlo[ph], hhi[ph], wlo[pw],
-                       whi[pw], &a);
-              if (a >= 0)
-                gbase[c * st.sc + (a / g.W) * st.sy + (a % g.W) * st.sx] +=
-                    go[c * st.oc + ph * st.oy + pw * st.ox];
-            }
+      return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
+             static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
+#pragma omp parallel num_threads(nt)
+      {
+        rc_index* tab = static_cast<rc_index*>(
+            std::malloc(sizeof(rc_index) * 2 *
+                        static_cast<size_t>(g.PH + g.PW)));
+        if (!tab) {
+#pragma omp atomic write
+          err = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!tab) continue;
+          const rc_index n = sg.imgs[it / nblk];
+          const rc_index c0 = (it % nblk) * cb;
+          const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+          rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+                   *whi = tab + 2 * g.PH + g.PW;
+          const T* ibase = in + n * st.sn;
+          T* gbase = grad_in + n * st.sn;
+          rc_index r0, r1;
+          rc_segment(sg, batch_start, n, t, &r0, &r1);
+          for (rc_index r = r0; r < r1; ++r) {
+            const rc_index k = order[r];
+            const T* roi = rois + 5 * k;
+            if (rc_batch(g, k) != n) continue;
+            pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
+            const T* go = grad_out + k * st.on;
+            for (rc_index c = c0; c < c1; ++c)
+              for (rc_index ph = 0; ph < g.PH; ++ph)
+                for (rc_index pw = 0; pw < g.PW; ++pw) {
+                  rc_index a;
+                  pool_bin(ibase + c * st.sc, st, g.W, hlo[ph], hhi[ph],
+                           wlo[pw], whi[pw], &a);
+                  if (a >= 0)
+                    gbase[c * st.sc + (a / g.W) * st.sy + (a % g.W) * st.sx] +=
+                        go[c * st.oc + ph * st.oy + pw * st.ox];
+                }
+          }
+        }
+        std::free(tab);
       }
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
     }
-    std::free(tab);
-  }
-  i0 = i1;
-  if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
-    err = RC_ERR_INTERRUPTED;
-  }
   }
   std::free(sg.mem);
   std::free(rcost);
@@ -1778,8 +1782,8 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
       v_pack_nhwc<T, L>(j.out, g, n, c0, 0, HW, gp);
     } else {
       for (rc_index i0 = 0; i0 < HW; i0 += 128)
-        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0, i0 + 128 < HW ? i0 + 128 : HW,
-                             gp, L);
+        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0,
+                             i0 + 128 < HW ? i0 + 128 : HW, gp, L);
     }
     if (need_in && g.channels_last) {
       v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
@@ -1950,9 +1954,10 @@ inline bool v_pack_pays(const Geom& g, double work, double passes, int isa,
   const double HW = static_cast<double>(g.H * g.W);
   const double input = static_cast<double>(g.N) * static_cast<double>(g.C) * HW;
   if (!v_pack_fits(extra * sizeof(T), input * sizeof(T))) return false;
-  const double simd = (isa >= RC_ISA_AVX512 ? 64.0 : isa == RC_ISA_AVX2 ? 32.0
-                                                                        : 16.0) /
-                      sizeof(T);
+  const double vbytes = isa >= RC_ISA_AVX512 ? 64.0
+                        : isa == RC_ISA_AVX2  ? 32.0
+                                              : 16.0;
+  const double simd = vbytes / sizeof(T);
   const double pack = passes * static_cast<double>(g.N) * padded * HW;
   return pack + work * padded / simd <= 2.0 * work * static_cast<double>(g.C);
 }
