@@ -10,7 +10,8 @@
 # Any sanitizer report aborts the test process (-fno-sanitize-recover=all, ASan's
 # halt_on_error), so the script's exit status is the verdict.  Leak detection is off:
 # CPython and NumPy keep allocations alive until exit by design.  Tests that measure memory
-# (ru_maxrss; ASan's shadow memory inflates it) are deselected.  A fuzz harness, if the tree
+# (ru_maxrss; ASan's shadow memory inflates it) are deselected, and so are tests that import
+# torch (its triton import aborts under the libasan preload).  A fuzz harness, if the tree
 # has one as tests/test_fuzz*.py, runs as part of the default subset; set
 # ROICORE_SANITIZE_EXTRA to a shell command to run something more under the same build.
 set -euo pipefail
@@ -52,7 +53,7 @@ if [[ $# -gt 0 ]]; then
 else
   ARGS=(tests/test_reference.py tests/test_validation.py tests/test_threads.py
         tests/test_gradients.py tests/test_hardening.py tests/test_bench.py
-        -k "not peak_memory and not bench_quick and not bench_options")
+        -k "not peak_memory and not bench_quick and not bench_options and not torchvision")
   for f in tests/test_fuzz*.py; do [[ -f "$f" ]] && ARGS=("$f" "${ARGS[@]}"); done
 fi
 echo "== pytest ${ARGS[*]}"
