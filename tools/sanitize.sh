@@ -3,7 +3,7 @@
 # tests under it.  The build happens in a temporary copy of the tree, so the normal in-place
 # extension (roicore/_cpu.*.so) is never touched.
 #
-#   tools/sanitize.sh                      # the default subset below (~10 min on 2 cores)
+#   tools/sanitize.sh                      # the default subset below (~2 min on 2 cores)
 #   tools/sanitize.sh tests/test_hardening.py -k chunking    # any pytest arguments
 #   ROICORE_SANITIZE_KEEP=1 tools/sanitize.sh ...             # keep the copy (path printed)
 #

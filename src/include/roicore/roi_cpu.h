@@ -120,17 +120,20 @@ inline int rc_threads(int requested, rc_index items) {
   return n;
 }
 
-/* Estimated cost (in bilinear samples x channels, or pool cells x channels)
- * of one chunk per thread: a fraction of a second at any speed. */
+/* Estimated cost of one chunk per thread, in bilinear samples x channels (or
+ * pool cells x channels) for the scalar kernels and in vector operations for
+ * the vectorised ones (v_width): about 0.1 s, so Ctrl-C is honoured within a
+ * fraction of a second while a typical call runs in one chunk. */
+#define RC_CHUNK_WORK 1.0e8
 inline double* rc_chunk_work_slot() {
-  static double w = 3.0e7;
+  static double w = RC_CHUNK_WORK;
   return &w;
 }
 
 /* Testing: set the chunk cost (<= 0: the default); returns the old one. */
 inline double rc_set_chunk_work(double w) {
   const double old = *rc_chunk_work_slot();
-  *rc_chunk_work_slot() = w > 0 ? w : 3.0e7;
+  *rc_chunk_work_slot() = w > 0 ? w : RC_CHUNK_WORK;
   return old;
 }
 
@@ -1032,6 +1035,15 @@ inline int rc_lane_bytes(int isa) { return isa >= RC_ISA_AVX512 ? 256 : 128; }
 template <typename T>
 inline rc_index v_lanes(int isa) {
   return static_cast<rc_index>(rc_lane_bytes(isa) / sizeof(T));
+}
+
+/* Vector operations per sample of a channel block of L lanes (chunk costs). */
+template <typename T>
+inline double v_width(int isa, rc_index L) {
+  const double vbytes = isa >= RC_ISA_AVX512 ? 64.0
+                        : isa == RC_ISA_AVX2  ? 32.0
+                                              : 16.0;
+  return static_cast<double>(L) * sizeof(T) / vbytes;
 }
 
 /* x / d == x * (1 / d) exactly (both are the correctly rounded x / d) when
@@ -1954,10 +1966,7 @@ inline bool v_pack_pays(const Geom& g, double work, double passes, int isa,
   const double HW = static_cast<double>(g.H * g.W);
   const double input = static_cast<double>(g.N) * static_cast<double>(g.C) * HW;
   if (!v_pack_fits(extra * sizeof(T), input * sizeof(T))) return false;
-  const double vbytes = isa >= RC_ISA_AVX512 ? 64.0
-                        : isa == RC_ISA_AVX2  ? 32.0
-                                              : 16.0;
-  const double simd = vbytes / sizeof(T);
+  const double simd = static_cast<double>(L) / v_width<T>(isa, L);
   const double pack = passes * static_cast<double>(g.N) * padded * HW;
   return pack + work * padded / simd <= 2.0 * work * static_cast<double>(g.C);
 }
@@ -2068,11 +2077,12 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   }
   const int nt_all = rc_threads(nthreads, items);
   const size_t sbytes = v_scratch_bytes(j, false);
+  const double width = v_width<T>(isa, L);
   const auto item_cost = [&](rc_index it) {
-    if (j.whole_roi) return j.cost[it] * static_cast<double>(j.nb * L);
+    if (j.whole_roi) return j.cost[it] * static_cast<double>(j.nb) * width;
     rc_index k, b;
     v_item_kb(j, it, &k, &b);
-    return j.cost[k] * static_cast<double>(L);
+    return j.cost[k] * width;
   };
   for (rc_index i0 = 0; i0 < items && !err;) {
     const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
@@ -2109,7 +2119,8 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   j.packed = pack ? 1 : 0;
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
   RcSegs sg;
-  if (!rc_segments(g, j.order, j.batch_start, j.cost, static_cast<double>(L),
+  const double width = v_width<T>(isa, L);
+  if (!rc_segments(g, j.order, j.batch_start, j.cost, width,
                    j.packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, &sg))
     return RC_ERR_NOMEM;
   j.seg = &sg;
@@ -2120,7 +2131,7 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     j.round = t;
     const rc_index items = rc_round_images(g, &sg, t) * j.nb;
     const auto item_cost = [&](rc_index it) {
-      return sg.cost[sg.ptr[sg.imgs[it / j.nb]] + t] * static_cast<double>(L);
+      return sg.cost[sg.ptr[sg.imgs[it / j.nb]] + t] * width;
     };
     for (rc_index i0 = 0; i0 < items && !err;) {
       const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
