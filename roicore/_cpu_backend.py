@@ -35,7 +35,9 @@ from . import _validation as V
 xp = np
 
 _ERRORS = {
-    1: (MemoryError, "out of memory for the kernels' per-thread tables"),
+    1: (MemoryError, "the CPU kernels ran out of memory for their scratch buffers (sample "
+        "tables, packed input or per-thread tiles); try fewer `rois` or a smaller input per "
+        "call"),
     # checked (with a precise message) before the kernels run; kept as a backstop
     2: (ValueError, "the sampling cost of this call is above roicore's limits "
         "(see roicore._limits); pass a smaller `sampling_ratio` or check `rois`"),
