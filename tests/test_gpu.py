@@ -445,3 +445,16 @@ def test_batch_index_beyond_float32_is_exact(op):
     gi = h(BWD[op](g(np.array([3.0, 2.0], np.float32).reshape(2, 1, 1, 1)), g(x), g(r), 1))
     nz = np.flatnonzero(gi)
     assert nz.tolist() == [2**24, 2**24 + 1] and gi.ravel()[nz].tolist() == [2.0, 3.0]
+
+
+def test_long_thin_box_runs_as_on_the_cpu():
+    # 333334 x 3 adaptive samples per bin: within the per-bin limit (the old per-side limit
+    # of 65536 refused it); same result as the CPU backend, forward and atomic backward
+    x = make_input(case_rng("thin"), np.float32)
+    rois = np.array([[0, 0.5, 1.0, 1e6, 6.0], [1, 3, 1, 40, 7]], np.float32)
+    out = h(roicore.roi_align(g(x), g(rois), (2, 3)))
+    np.testing.assert_array_equal(out, roicore.roi_align(x, rois, (2, 3)))
+    grad = np.ones(out.shape, np.float32)
+    gi = h(roicore.roi_align_backward(g(grad), g(x), g(rois), (2, 3)))
+    np.testing.assert_allclose(gi, roicore.roi_align_backward(grad, x, rois, (2, 3)), rtol=1e-5,
+                               atol=1e-6)
