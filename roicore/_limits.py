@@ -3,7 +3,7 @@
 What a sampled op (RoI Align / RoI Warp) costs is its bilinear samples, so
 that is what is bounded, on both backends, with the limits of
 ``roi_common.h`` (``RC_BIN_SAMPLE_LIMIT``, ``RC_SIDE_SAMPLE_LIMIT``,
-``RC_ROI_SAMPLE_LIMIT``, ``RC_CALL_SAMPLE_LIMIT``; ``tests/test_hardening.py``
+``RC_ROI_SAMPLE_LIMIT``, ``RC_CALL_SAMPLE_LIMIT``; ``tests/test_kernel_hardening.py``
 checks they agree):
 
 * samples per bin (``gh * gw``): at most 2**24;
