@@ -14,7 +14,7 @@ Imported lazily by :func:`roicore._api._backend`, only for CuPy input, so
 * Launches go to CuPy's current stream of the input's device, inside
   ``with x.device:``; the hot path has no device-to-host copy except the RoI
   check below.
-* The RoI check (batch index, finite coordinates, sampling-grid limit) needs
+* The RoI check (batch index, finite coordinates, sampling-cost limits) needs
   ``rois`` on the host: one device-to-host copy per call, which synchronises
   the stream.  ``roicore.gpu_checks(False)`` or
   ``ROICORE_GPU_SKIP_ROI_CHECK=1`` skips it; the kernels then give 0 and no
@@ -38,8 +38,9 @@ import cupy
 import numpy as np
 
 from . import _cuda_source as S
+from . import _limits
 from . import _validation as V
-from ._gpu_config import checks_enabled, grid_too_large
+from ._gpu_config import checks_enabled, sampling_cost
 
 xp = cupy
 
@@ -50,12 +51,6 @@ _MAX_CSR_BLOCKS = 65535
 
 _tls = threading.local()
 
-#: Same text as the CPU backend's error 2 (roicore._cpu_backend).
-_GRID_ERROR = (
-    "a RoI needs more than 65536 samples per bin side with sampling_ratio <= 0 "
-    "(the box is enormous compared with output_size); check `rois` / "
-    "`spatial_scale` or pass a positive `sampling_ratio`"
-)
 
 
 # --------------------------------------------------------------------------- compilation
@@ -113,14 +108,22 @@ def _host_rois(rois: Any, N: int) -> np.ndarray | None:
 
 
 def _check_grid(plan: Any, host: np.ndarray | None, T: np.dtype) -> None:
-    """Raise the CPU backend's ValueError when an adaptive sampling grid exceeds
-    RC_GRID_LIMIT, from the host copy (roi_common.h's arithmetic replayed in
-    NumPy, :func:`roicore._gpu_config.grid_too_large`).  With the check off the
-    kernels give 0 for such RoIs instead."""
-    if host is None:
+    """Raise the CPU backend's ValueError when the call is above a sampling
+    limit (:mod:`roicore._limits`), from the host copy (roi_common.h's
+    arithmetic replayed in NumPy, :func:`roicore._gpu_config.sampling_cost`).
+    With the check off the kernels give 0 for a RoI above the per-bin or
+    per-side limit instead."""
+    if host is None or plan.op != "sampled":
         return
-    if grid_too_large(plan, np.ascontiguousarray(host, dtype=T)):
-        raise ValueError(_GRID_ERROR)
+    _limits.check_sampling_cost(plan, *sampling_cost(plan, np.ascontiguousarray(host, dtype=T)))
+
+
+def _batch(rois: Any) -> Any:
+    """Exact int64 batch indices from the caller's ``rois`` (K, 5), before the
+    cast to the compute dtype (float32 holds integers exactly only up to
+    2**24).  Invalid values (checks off) are bounds-checked by the kernels."""
+    with np.errstate(invalid="ignore"):  # NaN with the checks off: the kernels drop it
+        return V.batch_indices(rois, cupy)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -152,18 +155,18 @@ def _check_out(out: Any, shape: tuple, dtype: np.dtype, device: Any) -> None:
         raise ValueError(f"`out` is on {out.device} but `input` is on {device}")
 
 
-def _csr(rc: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple[Any, Any]:
+def _csr(rc: Any, batch: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple[Any, Any]:
     """RoIs grouped by image in increasing index order (the CPU backend's stable
     argsort), on the device with no sort and no host round trip:
     ``order`` (K,) and ``starts`` (N+1,); invalid batch indices are left out."""
     count = cupy.zeros(s.N, cupy.int64)
-    _launch("rc_roi_count", T, channels_last, s.K, (rc, np.int64(s.K), np.int64(s.N), count),
-            layout_param=False)
+    _launch("rc_roi_count", T, channels_last, s.K,
+            (rc, batch, np.int64(s.K), np.int64(s.N), count), layout_param=False)
     starts = cupy.empty(s.N + 1, cupy.int64)
     order = cupy.empty(max(s.K, 1), cupy.int64)  # only [starts[0], starts[N]) is written
     _kernel("rc_roi_csr", T, channels_last, False)(
         (min(s.N, _MAX_CSR_BLOCKS),), (_CSR_THREADS,),
-        (rc, np.int64(s.K), np.int64(s.N), count, starts, order))
+        (rc, batch, np.int64(s.K), np.int64(s.N), count, starts, order))
     return order, starts
 
 
@@ -181,6 +184,7 @@ def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
             res.fill(0)
             return res
         _check_grid(plan, host, T)
+        batch = _batch(rois)
         xc = _as_T(x, T)
         rc = _as_T(rois, T)
         direct = out is not None and out.dtype == T
@@ -190,10 +194,10 @@ def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
         scale = T.type(plan.spatial_scale)
         if plan.op == "pool":
             _launch("rc_pool_fwd", ct, cl, total,
-                    (xc, rc, res, *_dims(s), scale, np.int32(plan.bins)))
+                    (xc, rc, batch, res, *_dims(s), scale, np.int32(plan.bins)))
         else:
             _launch("rc_sampled_fwd", ct, cl, total,
-                    (xc, rc, res, *_dims(s), scale, *_sampled_flags(plan)))
+                    (xc, rc, batch, res, *_dims(s), scale, *_sampled_flags(plan)))
         if direct or res.dtype == x.dtype:
             return res
         if out is not None:
@@ -214,6 +218,7 @@ def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool
         if min(s.out_shape) == 0 or s.H == 0 or s.W == 0 or s.N == 0:
             return cupy.zeros(x.shape, x.dtype)
         _check_grid(plan, host, T)
+        batch = _batch(rois)
         xc = _as_T(x, T)
         rc = _as_T(rois, T)
         gc = _as_T(grad_output, T)
@@ -225,18 +230,18 @@ def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool
         pool = plan.op == "pool"
         extra = (np.int32(plan.bins),) if pool else _sampled_flags(plan)
         if deterministic:
-            order, starts = _csr(rc, s, ct, cl)
+            order, starts = _csr(rc, batch, s, ct, cl)
             grad_in = cupy.empty(xc.shape, T)  # the gather writes every element
             if pool or plan.max_mode:
                 winner = cupy.empty(s.out_shape, cupy.int64)
                 _launch("rc_pool_arg" if pool else "rc_sampled_arg", ct, cl, n_out,
-                        (xc, rc, winner, *dims, scale, *extra))
+                        (xc, rc, batch, winner, *dims, scale, *extra))
             else:
                 winner = cupy.empty((1,), cupy.int64)  # not read in avg mode
             _launch("rc_pool_bwd_gather" if pool else "rc_sampled_bwd_gather", ct, cl, n_in,
-                    (gc, winner, rc, order, starts, grad_in, *dims, scale, *extra))
+                    (gc, winner, rc, batch, order, starts, grad_in, *dims, scale, *extra))
         else:
             grad_in = cupy.zeros(xc.shape, T)
             _launch("rc_pool_bwd_atomic" if pool else "rc_sampled_bwd_atomic", ct, cl, n_out,
-                    (gc, xc, rc, grad_in, *dims, scale, *extra))
+                    (gc, xc, rc, batch, grad_in, *dims, scale, *extra))
         return grad_in if grad_in.dtype == x.dtype else grad_in.astype(x.dtype)

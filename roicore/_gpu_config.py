@@ -2,8 +2,9 @@
 
 For CuPy input, roicore copies ``rois`` to the host once per call to check
 that batch indices are integers in ``[0, N)``, that coordinates are finite
-and (adaptive ``sampling_ratio``) that no sampling grid exceeds 65536 per
-side.  That copy synchronises the current stream.  Skip it with::
+and that the sampling cost is within roicore's limits (samples per bin,
+per RoI side and per call, :mod:`roicore._limits`).  That copy synchronises
+the current stream.  Skip it with::
 
     with roicore.gpu_checks(False):
         y = roicore.roi_align(x_gpu, rois_gpu, 7)
@@ -11,7 +12,8 @@ side.  That copy synchronises the current stream.  Skip it with::
 or for the whole process with the environment variable
 ``ROICORE_GPU_SKIP_ROI_CHECK=1``.  Skipping is memory-safe: the kernels
 bounds-check the batch index themselves and give 0 (no gradient) for a RoI
-with an invalid batch index or a sampling grid above the limit.
+with an invalid batch index or above the per-bin / per-side sampling limit
+(the per-call limit is not enforced then).
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ def gpu_checks(enabled: bool = True) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- sampling grid
-#: roi_common.h RC_GRID_LIMIT / RC_COORD_LIMIT and kinds.
-GRID_LIMIT = 65536
+#: roi_common.h RC_GRID_CAP / RC_COORD_LIMIT and kinds.
+GRID_CAP = 2147483648.0
 COORD_LIMIT = 1099511627776.0
 _ALIGN, _WARP, _MNC = 0, 1, 2
 
@@ -97,7 +99,7 @@ def adaptive_grid(kind: int, aligned: bool, c1: np.ndarray, c2: np.ndarray, scal
     """Samples per bin side of one axis with ``sampling_ratio <= 0``: the
     arithmetic of roi_common.h rc_sample_axis, operation by operation in the
     coordinates' dtype (float32 or float64, IEEE-rounded like the kernels'
-    --fmad=false / -ffp-contract=off code), as int64 capped at GRID_LIMIT + 1."""
+    --fmad=false / -ffp-contract=off code), as int64 capped at GRID_CAP."""
     T = c1.dtype.type
     sc = T(scale)
     if kind == _MNC:
@@ -113,21 +115,45 @@ def adaptive_grid(kind: int, aligned: bool, c1: np.ndarray, c2: np.ndarray, scal
             ln = np.where(ln > T(1), ln, T(1))  # rc_max(len, 1): NaN -> 1
         g = np.ceil(ln / T(P))
         g = np.where(g > T(0), g, T(0))  # !(g > 0) -> 0, NaN included
-        g = np.where(g > T(GRID_LIMIT + 1), T(GRID_LIMIT + 1), g)
+        g = np.where(g > T(GRID_CAP), T(GRID_CAP), g)
     return g.astype(np.int64)
 
 
-def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:
-    """True when some RoI needs more than GRID_LIMIT samples per bin side
-    (the CPU backend's error 2).  ``rois_T``: (K, 5) host RoIs already cast to
-    the compute dtype."""
-    if plan.op != "sampled" or plan.kind == _MNC or plan.sampling_ratio > 0:
-        return False  # a fixed grid is <= 65536 (validated), MNC takes 1 sample
-    if rois_T.shape[0] == 0:
-        return False
+def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple:
+    """The CPU kernels' ``sampled_cost`` replayed in NumPy: (largest samples
+    per bin, its RoI, largest samples along a RoI side, its RoI, largest
+    samples per RoI, its RoI, samples of the call times C).  ``rois_T``:
+    (K, 5) host RoIs already cast to the compute dtype."""
     s = plan.shapes
-    gh = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 2], rois_T[:, 4], plan.spatial_scale,
-                       s.PH)
-    gw = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 1], rois_T[:, 3], plan.spatial_scale,
-                       s.PW)
-    return bool((gh > GRID_LIMIT).any() or (gw > GRID_LIMIT).any())
+    K = rois_T.shape[0]
+    if plan.op != "sampled" or K == 0:
+        return 0.0, -1, 0.0, -1, 0.0, -1, 0.0
+    if plan.kind == _MNC:
+        gh = gw = np.ones(K, np.int64)
+    elif plan.sampling_ratio > 0:
+        gh = gw = np.full(K, int(plan.sampling_ratio), np.int64)
+    else:
+        gh = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 2], rois_T[:, 4],
+                           plan.spatial_scale, s.PH)
+        gw = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 1], rois_T[:, 3],
+                           plan.spatial_scale, s.PW)
+    empty = (gh == 0) | (gw == 0)  # roi_common.h rc_grid_pair
+    gh = np.where(empty, 0, gh)
+    gw = np.where(empty, 0, gw)
+    binc = gh.astype(np.float64) * gw.astype(np.float64)
+    side = np.maximum(s.PH * gh, s.PW * gw).astype(np.float64)
+    roi = binc * float(s.PH * s.PW)
+    kb, ks, kr = int(np.argmax(binc)), int(np.argmax(side)), int(np.argmax(roi))
+    total = float(binc.sum()) * float(s.PH * s.PW) * float(s.C)
+    return (float(binc[kb]), kb if binc[kb] > 0 else -1, float(side[ks]),
+            ks if side[ks] > 0 else -1, float(roi[kr]), kr if roi[kr] > 0 else -1, total)
+
+
+def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:
+    """True when the call is above a sampling limit of :mod:`roicore._limits`
+    (the CPU backend refuses exactly these calls)."""
+    from . import _limits
+
+    mb, _, ms, _, mr, _, tot = sampling_cost(plan, rois_T)
+    return (mb > _limits.BIN_SAMPLE_LIMIT or ms > _limits.SIDE_SAMPLE_LIMIT
+            or mr > _limits.ROI_SAMPLE_LIMIT or tot > _limits.CALL_SAMPLE_LIMIT)

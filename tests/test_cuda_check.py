@@ -26,6 +26,7 @@ from roicore import _cuda_check as CC
 from roicore import _cuda_source as S
 from roicore import _cuda_tools as CT
 from roicore import _gpu_config as GC
+from roicore import _limits
 from roicore.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,11 +251,26 @@ def test_c_round_is_c_round():
     assert np.isnan(nan[0]) and nan[1] == GC.COORD_LIMIT and nan[2] == -GC.COORD_LIMIT
 
 
+def _cpu_cost(plan, x, r):
+    # the CPU kernels' own sampled_cost (roi_cpu.h), as the CPU backend calls it
+    from roicore import _cpu, _cpu_backend
+
+    T = np.float64 if x.dtype == np.float64 else np.float32
+    rc = np.ascontiguousarray(r, T)
+    out = np.empty(plan.shapes.out_shape, T)
+    return _cpu.sampled_cost_of(np.ascontiguousarray(x, T), rc, _cpu_backend.batch_indices(r),
+                                out, plan.kind, plan.aligned, plan.sampling_ratio,
+                                plan.spatial_scale, plan.channels_last)
+
+
 def test_grid_check_agrees_with_the_cpu_backend():
-    # RoIs whose adaptive grid lands right at the 65536 limit, in float32 and float64:
-    # the GPU backend's host check must refuse exactly what the CPU backend refuses
+    # RoIs whose adaptive grid lands right at the per-side sampling limit (2**21 samples
+    # along a RoI side), in float32 and float64: the GPU backend's host check must refuse
+    # exactly what the CPU backend refuses, and its NumPy replay of the cost must equal
+    # the CPU kernels' own numbers
     rng = np.random.default_rng(3)
     refused = 0
+    side = _limits.SIDE_SAMPLE_LIMIT
     for trial in range(600):
         dtype = (np.float32, np.float64)[trial % 2]
         op = ("align", "aligned", "warp")[trial % 3]
@@ -262,10 +278,10 @@ def test_grid_check_agrees_with_the_cpu_backend():
         scale = float(rng.choice([1.0, 0.5, 1 / 16, 0.3, 1 / 3]))
         y1 = float(rng.uniform(-100, 100))
         step = float(rng.choice([-2, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 2, 0.25, -0.25]))
-        y2 = y1 + (65536 * P + step) / scale
+        y2 = y1 + (side + step) / scale
         if rng.random() < 0.3:
             y1, y2 = np.round(y1), np.round(y2 * 2) / 2
-        rois = np.array([[0, 0, y1, 1, y2], [0, 0, 0, 2, 2]])
+        rois = np.array([[0, 0, y1, 0.5, y2], [0, 0, 0, 2, 2]])  # one sample per bin in x
         x = np.zeros((1, 1, 2, 2), dtype)
         if op == "warp":
             plan, _, r = A._warp_plan(x, rois, (P, 1), scale, 0, "avg", None, "NCHW", 1)
@@ -278,23 +294,46 @@ def test_grid_check_agrees_with_the_cpu_backend():
             fwd(*args)
             cpu = False
         except ValueError as exc:
-            assert "65536" in str(exc)
+            assert "samples along one side" in str(exc)
             cpu = True
         T = np.float64 if dtype == np.float64 else np.float32
         assert GC.grid_too_large(plan, np.asarray(r, T)) == cpu, (trial, op, dtype, P, y1, y2)
+        assert GC.sampling_cost(plan, np.asarray(r, T)) == _cpu_cost(plan, x, r), trial
         refused += cpu
     assert 100 < refused < 500  # both outcomes were exercised
 
 
-def test_grid_check_ignores_fixed_grids_and_mnc():
+def test_cost_replay_agrees_with_the_cpu_kernels_per_bin():
+    # around the per-bin limit (2**24 samples per bin) with random boxes, fixed and
+    # adaptive grids: same numbers from the NumPy replay and the CPU kernels
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        dtype = (np.float32, np.float64)[trial % 2]
+        P = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        scale = float(rng.choice([1.0, 0.25, 1 / 3]))
+        w = float(rng.uniform(1, 9000)) / scale
+        h = float(rng.uniform(1, 9000)) / scale
+        rois = np.array([[0, 5, 7, 5 + w, 7 + h], [0, 0, 0, 2, 2]])
+        x = np.zeros((1, 3, 2, 2), dtype)
+        sr = int(rng.choice([0, 0, 1, 7, 4096, 4097]))
+        plan, _, r = A._align_plan(x, rois, P, scale, sr, bool(trial % 3 == 0), "avg", "NCHW",
+                                   1)
+        T = np.float64 if dtype == np.float64 else np.float32
+        assert GC.sampling_cost(plan, np.asarray(r, T)) == _cpu_cost(plan, x, r), trial
+
+
+def test_grid_check_ignores_mnc_and_bounds_fixed_grids():
     x = np.zeros((1, 1, 2, 2), np.float32)
     rois = np.array([[0, 0, 0, 1, 1e6]])
     plan, _, r = A._align_plan(x, rois, 1, 1.0, 2, False, "avg", "NCHW", 1)
     assert not GC.grid_too_large(plan, np.asarray(r, np.float32))
     plan, _, r = A._warp_plan(x, rois, 1, 1.0, 0, "avg", "mnc", "NCHW", 1)
     assert not GC.grid_too_large(plan, np.asarray(r, np.float32))
+    rois = np.array([[0, 0, 0, 1, 1e7]])
     plan, _, r = A._align_plan(x, rois, 1, 1.0, 0, False, "avg", "NCHW", 1)
-    assert GC.grid_too_large(plan, np.asarray(r, np.float32))
+    assert GC.grid_too_large(plan, np.asarray(r, np.float32))  # 1e7 samples along y
+    plan, _, r = A._align_plan(x, rois[:, :], 1, 1.0, 4097, False, "avg", "NCHW", 1)
+    assert GC.grid_too_large(plan, np.asarray(r, np.float32))  # 4097**2 > 2**24 per bin
 
 
 # --------------------------------------------------------------------------- host emulation

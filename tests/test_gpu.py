@@ -204,7 +204,9 @@ def test_csr_groups_rois_by_image_in_order(n, k):
     b[rng.random(k) < 0.05] = np.nan
     rois = np.zeros((k, 5), np.float32)
     rois[:, 0] = b
-    order, starts = _gpu._csr(g(rois), Shapes(n, 1, 1, 1, k, 1, 1, "NCHW"), "float", False)
+    batch = np.where(np.isnan(b), -(2**62), b).astype(np.int64)  # the exact indices
+    order, starts = _gpu._csr(g(rois), g(batch), Shapes(n, 1, 1, 1, k, 1, 1, "NCHW"), "float",
+                              False)
     order, starts = h(order), h(starts)
     valid = (b >= 0) & (b < n)
     key = np.where(valid, np.nan_to_num(b), n).astype(np.int64)
@@ -305,14 +307,14 @@ def test_non_finite_coordinates_with_checks_skipped_do_not_crash():
 
 
 def test_sampling_grid_limit():
-    # a RoI 70000 pixels high needs ceil(70000 / 1) > 65536 samples per bin side
+    # a 5000 x 5000 RoI with one bin needs 2.5e7 > 2**24 adaptive samples per bin
     x = make_input(case_rng("grid"), np.float32)
-    rois = np.array([[0, 1, 1, 5, 5], [1, 0, 0, 4, 70000]], np.float64)
-    with pytest.raises(ValueError, match="65536"):
+    rois = np.array([[0, 1, 1, 5, 5], [1, 0, 0, 5000, 5000]], np.float64)
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align(x, rois, 1)  # the CPU backend
-    with pytest.raises(ValueError, match="65536"):
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align(g(x), g(rois), 1)
-    with pytest.raises(ValueError, match="65536"):
+    with pytest.raises(ValueError, match=r"RoI 1 needs 2\.5e\+07 samples per bin"):
         roicore.roi_align_backward(g(np.ones((2, C, 1, 1), np.float32)), g(x), g(rois), 1)
     with gpu_checks(False):  # no check: that RoI gives 0 instead of running for hours
         out = h(roicore.roi_align(g(x), g(rois), 1))
@@ -427,3 +429,32 @@ def test_second_device_if_present():
     out = roicore.roi_align(xg, rg, 3)  # current device is 0, data on 1
     assert out.device == xg.device
     assert_close(h(out), roicore.roi_align(x, rois, 3), np.float32, "device 1")
+
+
+@pytest.mark.parametrize("op", ["pool", "align", "warp"])
+def test_batch_index_beyond_float32_is_exact(op):
+    # 2**24 + 2 one-pixel images (64 MiB): the kernels read the batch index from an exact
+    # int64 array, not from the rois cast to float32 (where 2**24 + 1 becomes 2**24).
+    # The deterministic backward is left out: its CSR build walks every image.
+    n = 2**24 + 2
+    x = np.zeros((n, 1, 1, 1), np.float32)
+    x[2**24] = 5.0
+    x[2**24 + 1] = 7.0
+    r = np.array([[2**24 + 1, 0, 0, 0, 0], [2**24, 0, 0, 0, 0]], np.float64)
+    assert h(FWD[op](g(x), g(r), 1)).ravel().tolist() == [7.0, 5.0]
+    gi = h(BWD[op](g(np.array([3.0, 2.0], np.float32).reshape(2, 1, 1, 1)), g(x), g(r), 1))
+    nz = np.flatnonzero(gi)
+    assert nz.tolist() == [2**24, 2**24 + 1] and gi.ravel()[nz].tolist() == [2.0, 3.0]
+
+
+def test_long_thin_box_runs_as_on_the_cpu():
+    # 333334 x 3 adaptive samples per bin: within the per-bin limit (the old per-side limit
+    # of 65536 refused it); same result as the CPU backend, forward and atomic backward
+    x = make_input(case_rng("thin"), np.float32)
+    rois = np.array([[0, 0.5, 1.0, 1e6, 6.0], [1, 3, 1, 40, 7]], np.float32)
+    out = h(roicore.roi_align(g(x), g(rois), (2, 3)))
+    np.testing.assert_array_equal(out, roicore.roi_align(x, rois, (2, 3)))
+    grad = np.ones(out.shape, np.float32)
+    gi = h(roicore.roi_align_backward(g(grad), g(x), g(rois), (2, 3)))
+    np.testing.assert_allclose(gi, roicore.roi_align_backward(grad, x, rois, (2, 3)), rtol=1e-5,
+                               atol=1e-6)

@@ -381,8 +381,6 @@ def test_batch_indices_helper_is_exact():
     assert V.exact_index_limit(np.int32) is None
 
 
-@pytest.mark.xfail(strict=True, reason="needs the int64 batch-index kernels of branch "
-                   "harden-core (they take V.batch_indices(rois)); remove on merge")
 @pytest.mark.parametrize("op", ["pool", "align"])
 def test_float64_rois_select_image_beyond_2_24(many_images, op):
     """float64 rows (and the list form) with index 16777217 must read image

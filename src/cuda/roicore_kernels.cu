@@ -15,9 +15,11 @@
  *
  * Every kernel is a grid-stride loop with 64-bit indices.  Every kernel
  * bounds-checks the batch index (out of range / NaN -> output 0, no
- * gradient) and refuses a sampling grid above RC_GRID_LIMIT (output 0, no
- * gradient; the Python side raises before launching when its RoI check is
- * on), so no input can read or write out of bounds or run for hours.
+ * gradient) and refuses a RoI above the per-bin or per-side sampling limit
+ * of roi_common.h (output 0, no gradient; the Python side raises before
+ * launching when its RoI check is on), so no input can read or write out of
+ * bounds.  Batch indices come as an exact int64 array (`batch`, one per RoI),
+ * never from the rois cast to the compute dtype.
  *
  * Kernels (T = float | double, CL = channels_last):
  *   rc_roi_count<T>, rc_roi_csr<T>  RoIs grouped by image (CSR) for the
@@ -125,12 +127,13 @@ __device__ __forceinline__ void rc_in_coords(rc_index i, rc_index C,
   }
 }
 
-/* Batch index of a RoI, -1 when out of [0, N) or NaN (roi_cpu.h rc_batch). */
-template <typename T>
-__device__ __forceinline__ rc_index rc_batch_of(const T* roi, rc_index N) {
-  T b = roi[0];
-  if (!(b >= (T)0 && b < static_cast<T>(N))) return -1;
-  return static_cast<rc_index>(b);
+/* Batch index of RoI k, -1 when out of [0, N) (roi_cpu.h rc_batch): from
+ * the exact int64 array made from the caller's rois before their cast to the
+ * compute dtype (float32 holds integers exactly only up to 2^24). */
+__device__ __forceinline__ rc_index rc_batch_of(const rc_index* batch,
+                                                rc_index k, rc_index N) {
+  const rc_index b = batch[k];
+  return (b >= 0 && b < N) ? b : -1;
 }
 
 #define RC_GRID_STRIDE(i, total)                                        \
@@ -180,13 +183,14 @@ __device__ __forceinline__ T rc_pool_max(const T* plane, rc_index sy,
 /* Value and winner of output (k, c, ph, pw); n < 0 -> 0, no winner. */
 template <typename T, bool CL>
 __device__ __forceinline__ T rc_pool_out(const T* x, const T* rois,
+                                         const rc_index* batch,
                                          rc_index N, rc_index C, rc_index H,
                                          rc_index W, rc_index PH, rc_index PW,
                                          T scale, int bins, rc_index k,
                                          rc_index c, rc_index ph, rc_index pw,
                                          rc_index* n_out, rc_index* arg) {
   const T* roi = rois + 5 * k;
-  const rc_index n = rc_batch_of(roi, N);
+  const rc_index n = rc_batch_of(batch, k, N);
   *n_out = n;
   *arg = -1;
   if (n < 0) return (T)0;
@@ -222,11 +226,13 @@ struct RcSampledRoi {
                       sp.sampling_ratio, &ys, &bh, &gh);
     rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, PW,
                       sp.sampling_ratio, &xs, &bw, &gw);
+    rc_grid_pair(&gh, &gw);
+    big = rc_grid_too_large(gh, gw, PH, PW);
   }
-  /* Only reachable when the Python-side check was skipped. */
-  __device__ __forceinline__ bool too_large() const {
-    return gh > RC_GRID_LIMIT || gw > RC_GRID_LIMIT;
-  }
+  bool big;
+  /* Above a sampling limit of roi_common.h: only reachable when the
+   * Python-side check was skipped (output 0, no gradient). */
+  __device__ __forceinline__ bool too_large() const { return big; }
 };
 
 /* One bilinear sample along one axis (roi_cpu.h sample_tab_fill, one entry;
@@ -347,11 +353,12 @@ using namespace roicore;
  * sorting, float atomics or a host round trip.  rc_roi_count: RoIs per
  * image (integer atomics: exact, order-independent). */
 template <typename T>
-__global__ void rc_roi_count(const T* __restrict__ rois, const rc_index K,
+__global__ void rc_roi_count(const T* __restrict__ rois,
+                             const rc_index* __restrict__ batch, const rc_index K,
                              const rc_index N,
                              unsigned long long* __restrict__ count) {
   RC_GRID_STRIDE(k, K) {
-    const rc_index b = rc_batch_of(rois + 5 * k, N);
+    const rc_index b = rc_batch_of(batch, k, N);
     if (b >= 0) atomicAdd(count + b, 1ULL);
   }
 }
@@ -362,7 +369,8 @@ __global__ void rc_roi_count(const T* __restrict__ rois, const rc_index K,
  * at order[starts[n]...] (a block-wide prefix sum per chunk of RoIs). */
 #define RC_CSR_THREADS 256
 template <typename T>
-__global__ void rc_roi_csr(const T* __restrict__ rois, const rc_index K,
+__global__ void rc_roi_csr(const T* __restrict__ rois,
+                           const rc_index* __restrict__ batch, const rc_index K,
                            const rc_index N,
                            const rc_index* __restrict__ count,
                            rc_index* __restrict__ starts,
@@ -389,7 +397,7 @@ __global__ void rc_roi_csr(const T* __restrict__ rois, const rc_index K,
     for (rc_index k0 = 0; k0 < K; k0 += nt) {
       const rc_index k = k0 + t;
       const rc_index flag =
-          (k < K && rc_batch_of(rois + 5 * k, N) == n) ? 1 : 0;
+          (k < K && rc_batch_of(batch, k, N) == n) ? 1 : 0;
       buf[t] = flag;
       __syncthreads();
       for (int off = 1; off < nt; off <<= 1) { /* inclusive scan */
@@ -409,6 +417,7 @@ __global__ void rc_roi_csr(const T* __restrict__ rois, const rc_index K,
 /* ------------------------------------------------------------ pool -- */
 template <typename T, bool CL>
 __global__ void rc_pool_fwd(const T* __restrict__ x, const T* __restrict__ rois,
+                            const rc_index* __restrict__ batch,
                             T* __restrict__ out, const rc_index N,
                             const rc_index C, const rc_index H,
                             const rc_index W, const rc_index K,
@@ -417,13 +426,14 @@ __global__ void rc_pool_fwd(const T* __restrict__ x, const T* __restrict__ rois,
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw, n, arg;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
-    out[o] = rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k,
+    out[o] = rc_pool_out<T, CL>(x, rois, batch, N, C, H, W, PH, PW, scale, bins, k,
                                 c, ph, pw, &n, &arg);
   }
 }
 
 template <typename T, bool CL>
 __global__ void rc_pool_arg(const T* __restrict__ x, const T* __restrict__ rois,
+                            const rc_index* __restrict__ batch,
                             rc_index* __restrict__ argmax, const rc_index N,
                             const rc_index C, const rc_index H,
                             const rc_index W, const rc_index K,
@@ -432,7 +442,7 @@ __global__ void rc_pool_arg(const T* __restrict__ x, const T* __restrict__ rois,
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw, n, arg;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
-    rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
+    rc_pool_out<T, CL>(x, rois, batch, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
                        &n, &arg);
     argmax[o] = arg;
   }
@@ -442,6 +452,7 @@ template <typename T, bool CL>
 __global__ void rc_pool_bwd_atomic(const T* __restrict__ grad_out,
                                    const T* __restrict__ x,
                                    const T* __restrict__ rois,
+                                   const rc_index* __restrict__ batch,
                                    T* __restrict__ grad_in, const rc_index N,
                                    const rc_index C, const rc_index H,
                                    const rc_index W, const rc_index K,
@@ -451,7 +462,7 @@ __global__ void rc_pool_bwd_atomic(const T* __restrict__ grad_out,
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw, n, arg;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
-    rc_pool_out<T, CL>(x, rois, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
+    rc_pool_out<T, CL>(x, rois, batch, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
                        &n, &arg);
     if (arg < 0) continue;
     rc_atomic_add(grad_in + n * st.sn + c * st.sc + (arg / W) * st.sy +
@@ -466,6 +477,7 @@ template <typename T, bool CL>
 __global__ void rc_pool_bwd_gather(const T* __restrict__ grad_out,
                                    const rc_index* __restrict__ argmax,
                                    const T* __restrict__ rois,
+                                   const rc_index* __restrict__ batch,
                                    const rc_index* __restrict__ order,
                                    const rc_index* __restrict__ batch_start,
                                    T* __restrict__ grad_in, const rc_index N,
@@ -482,7 +494,7 @@ __global__ void rc_pool_bwd_gather(const T* __restrict__ grad_out,
       const rc_index k = order[r];
       if (k < 0 || k >= K) continue;
       const T* roi = rois + 5 * k;
-      if (rc_batch_of(roi, N) != n) continue;
+      if (rc_batch_of(batch, k, N) != n) continue;
       const RcPoolRoi<T> q(roi, scale);
       /* bin bounds are monotone in the bin index: the union of the bins is
        * [lo(0), hi(P-1)) */
@@ -513,7 +525,8 @@ __global__ void rc_pool_bwd_gather(const T* __restrict__ grad_out,
 /* --------------------------------------------------------- sampled -- */
 template <typename T, bool CL>
 __global__ void rc_sampled_fwd(const T* __restrict__ x,
-                               const T* __restrict__ rois, T* __restrict__ out,
+                               const T* __restrict__ rois,
+                               const rc_index* __restrict__ batch, T* __restrict__ out,
                                const rc_index N, const rc_index C,
                                const rc_index H, const rc_index W,
                                const rc_index K, const rc_index PH,
@@ -527,7 +540,7 @@ __global__ void rc_sampled_fwd(const T* __restrict__ x,
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(roi, N);
+    const rc_index n = rc_batch_of(batch, k, N);
     if (n < 0) {
       out[o] = (T)0;
       continue;
@@ -547,6 +560,7 @@ __global__ void rc_sampled_fwd(const T* __restrict__ x,
 template <typename T, bool CL>
 __global__ void rc_sampled_arg(const T* __restrict__ x,
                                const T* __restrict__ rois,
+                               const rc_index* __restrict__ batch,
                                rc_index* __restrict__ winner,
                                const rc_index N, const rc_index C,
                                const rc_index H, const rc_index W,
@@ -561,7 +575,7 @@ __global__ void rc_sampled_arg(const T* __restrict__ x,
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(roi, N);
+    const rc_index n = rc_batch_of(batch, k, N);
     rc_index win = -1;
     if (n >= 0) {
       const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
@@ -591,7 +605,8 @@ __device__ __forceinline__ void rc_scatter_atomic(T* p, rc_index sy,
 template <typename T, bool CL>
 __global__ void rc_sampled_bwd_atomic(
     const T* __restrict__ grad_out, const T* __restrict__ x,
-    const T* __restrict__ rois, T* __restrict__ grad_in, const rc_index N,
+    const T* __restrict__ rois,
+    const rc_index* __restrict__ batch, T* __restrict__ grad_in, const rc_index N,
     const rc_index C, const rc_index H, const rc_index W, const rc_index K,
     const rc_index PH, const rc_index PW, const T scale, const int kind,
     const int aligned, const int max_mode, const int sampling_ratio) {
@@ -602,7 +617,7 @@ __global__ void rc_sampled_bwd_atomic(
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(roi, N);
+    const rc_index n = rc_batch_of(batch, k, N);
     if (n < 0) continue;
     const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
     if (g.too_large()) continue;
@@ -654,7 +669,8 @@ __device__ __forceinline__ void rc_gather_corners(T* acc, rc_index y,
 template <typename T, bool CL>
 __global__ void rc_sampled_bwd_gather(
     const T* __restrict__ grad_out, const rc_index* __restrict__ winner,
-    const T* __restrict__ rois, const rc_index* __restrict__ order,
+    const T* __restrict__ rois,
+    const rc_index* __restrict__ batch, const rc_index* __restrict__ order,
     const rc_index* __restrict__ batch_start, T* __restrict__ grad_in,
     const rc_index N, const rc_index C, const rc_index H, const rc_index W,
     const rc_index K, const rc_index PH, const rc_index PW, const T scale,
@@ -670,7 +686,7 @@ __global__ void rc_sampled_bwd_gather(
       const rc_index k = order[r];
       if (k < 0 || k >= K) continue;
       const T* roi = rois + 5 * k;
-      if (rc_batch_of(roi, N) != n) continue;
+      if (rc_batch_of(batch, k, N) != n) continue;
       const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
       if (g.too_large()) continue;
       if (!rc_may_touch<T>(g.ys, g.bh, 0, PH, PH, y, H)) continue;

@@ -32,8 +32,23 @@ enum { RC_BINS_FAST_RCNN = 0, RC_BINS_EQUAL = 1 };
 
 /* Largest |rounded coordinate| kept; larger ones are clamped (2^40 pixels). */
 #define RC_COORD_LIMIT 1099511627776.0
-/* Largest adaptive sampling grid per bin side before the call is refused. */
-#define RC_GRID_LIMIT 65536
+/* Sampling-cost limits (README "Bad input").  What a sampled op costs is
+ * its samples, so that is what is bounded (the Python side refuses a call
+ * above a limit with a message naming the argument; the kernels refuse it
+ * too, so skipping that check can never make a call run for hours):
+ *  - samples per bin, gh * gw;
+ *  - samples along one side of a RoI, PH * gh and PW * gw (the CPU
+ *    kernels' per-thread sample tables);
+ *  - samples per RoI, PH * PW * gh * gw (one RoI is one uninterruptible
+ *    piece of work on the CPU: about a second at most);
+ *  - samples per call, sum over RoIs of PH * PW * gh * gw, times C. */
+#define RC_BIN_SAMPLE_LIMIT 16777216LL       /* 2^24 */
+#define RC_SIDE_SAMPLE_LIMIT 2097152LL       /* 2^21 */
+#define RC_ROI_SAMPLE_LIMIT 268435456LL      /* 2^28 */
+#define RC_CALL_SAMPLE_LIMIT 1099511627776.0 /* 2^40 */
+/* An adaptive grid is capped here before its integer conversion (anything
+ * above RC_BIN_SAMPLE_LIMIT is refused anyway). */
+#define RC_GRID_CAP 2147483648.0
 
 template <typename T>
 RC_HD T rc_max(T a, T b) { return a > b ? a : b; }
@@ -113,9 +128,25 @@ RC_HD void rc_sample_axis(int kind, T c1, T c2, T scale, bool aligned,
   } else {
     T g = ceil(len / static_cast<T>(P));
     if (!(g > (T)0)) g = (T)0;  /* also maps NaN to 0 */
-    if (g > (T)(RC_GRID_LIMIT + 1)) g = (T)(RC_GRID_LIMIT + 1);
+    if (g > (T)RC_GRID_CAP) g = (T)RC_GRID_CAP;
     *grid = static_cast<rc_index>(g);
   }
+}
+
+/* A bin with no sample along one axis has none at all: both grids 0 (the
+ * results are the same, and no table is built for the other axis). */
+RC_HD void rc_grid_pair(rc_index* gh, rc_index* gw) {
+  if (*gh == 0 || *gw == 0) *gh = *gw = 0;
+}
+
+/* Whether one RoI's grid (after rc_grid_pair) is above the per-bin,
+ * per-side or per-RoI limit (no product can overflow: each is evaluated only
+ * when the previous ones are within their limits). */
+RC_HD bool rc_grid_too_large(rc_index gh, rc_index gw, rc_index PH,
+                             rc_index PW) {
+  return gh * gw > RC_BIN_SAMPLE_LIMIT || PH * gh > RC_SIDE_SAMPLE_LIMIT ||
+         PW * gw > RC_SIDE_SAMPLE_LIMIT ||
+         (PH * gh) * (PW * gw) > RC_ROI_SAMPLE_LIMIT;
 }
 
 /* Coordinate of sample i (of grid) in bin p. */

@@ -19,7 +19,14 @@
  * which the entry points sampled_forward / sampled_backward / pool_forward /
  * pool_backward use and which are bit-identical to the reference.
  *
- * Error codes: 0 ok, 1 out of memory, 2 sampling grid too large.
+ * Interruptible: every parallel loop runs its items in chunks of bounded
+ * estimated cost (rc_chunk_end); between chunks the calling thread runs
+ * Geom::check (from _cpu.pyx: PyErr_CheckSignals with the GIL) and the call
+ * stops when it says so.  Items are independent, so the chunking never
+ * changes a result.
+ *
+ * Error codes: 0 ok, 1 out of memory, 2 sampling cost above a limit
+ * (roi_common.h), 3 interrupted by Geom::check.
  */
 #ifndef ROICORE_ROI_CPU_H_
 #define ROICORE_ROI_CPU_H_
@@ -53,11 +60,20 @@ using std::round;
 
 namespace roicore {
 
+enum { RC_OK = 0, RC_ERR_NOMEM = 1, RC_ERR_COST = 2, RC_ERR_INTERRUPTED = 3 };
+
+/* Called between chunks of work on the calling thread; nonzero stops. */
+typedef int (*rc_check_fn)(void*);
+
 /* Geometry of one call. */
 struct Geom {
   rc_index N, C, H, W;   /* input */
   rc_index K, PH, PW;    /* rois / output */
   bool channels_last;    /* NHWC */
+  const rc_index* batch; /* exact batch index of each RoI (K); the kernels
+                            never read it from the (float) rois */
+  rc_check_fn check;     /* may be null */
+  void* check_ctx;
 };
 
 template <typename T>
@@ -77,10 +93,70 @@ struct Strides {
   }
 };
 
+/* Most threads a team may have: OpenMP's thread limit, and at most
+ * max(64, 4 x the processors or the default team): a larger request (e.g.
+ * num_threads=10**6) would make the runtime abort the process when it fails
+ * to create the threads.  Results never depend on the team size. */
+inline int rc_thread_ceiling() {
+#ifdef _OPENMP
+  int c = omp_get_num_procs();
+  const int m = omp_get_max_threads();
+  if (m > c) c = m;
+  int ceil_ = c > 16 ? 4 * c : 64;
+  const int lim = omp_get_thread_limit();
+  if (lim > 0 && lim < ceil_) ceil_ = lim;
+  return ceil_ < 1 ? 1 : ceil_;
+#else
+  return 1;
+#endif
+}
+
+/* Team size for `items` independent items. */
 inline int rc_threads(int requested, rc_index items) {
   int n = requested < 1 ? 1 : requested;
+  const int top = rc_thread_ceiling();
+  if (n > top) n = top;
   if (items < n) n = static_cast<int>(items < 1 ? 1 : items);
   return n;
+}
+
+/* Estimated cost of one chunk per thread, in bilinear samples x channels (or
+ * pool cells x channels) for the scalar kernels and in vector operations for
+ * the vectorised ones (v_width): about 0.1 s, so Ctrl-C is honoured within a
+ * fraction of a second while a typical call runs in one chunk. */
+#define RC_CHUNK_WORK 1.0e8
+inline double* rc_chunk_work_slot() {
+  static double w = RC_CHUNK_WORK;
+  return &w;
+}
+
+/* Testing: set the chunk cost (<= 0: the default); returns the old one. */
+inline double rc_set_chunk_work(double w) {
+  const double old = *rc_chunk_work_slot();
+  *rc_chunk_work_slot() = w > 0 ? w : RC_CHUNK_WORK;
+  return old;
+}
+
+/* End of the chunk of items starting at i0: items are added until their
+ * cost reaches nt chunk budgets (at least one item). */
+template <typename CostF>
+inline rc_index rc_chunk_end(rc_index i0, rc_index items, int nt,
+                             const CostF& cost) {
+  const double budget = *rc_chunk_work_slot() * (nt < 1 ? 1 : nt);
+  double acc = 0;
+  rc_index i = i0;
+  while (i < items) {
+    acc += cost(i) + 1.0;
+    ++i;
+    if (acc >= budget) break;
+  }
+  return i;
+}
+
+/* Whether the caller asked to stop (runs the check on the calling thread,
+ * outside any parallel region). */
+inline bool rc_interrupted(const Geom& g) {
+  return g.check != nullptr && g.check(g.check_ctx) != 0;
 }
 
 /* Channel block: enough items for load balance, large enough that the
@@ -94,11 +170,28 @@ inline rc_index rc_channel_block(rc_index C, rc_index outer, int nthreads) {
   return cb < 1 ? 1 : cb;
 }
 
-template <typename T>
-inline rc_index rc_batch(const T* roi, rc_index N) {
-  T b = roi[0];
-  if (!(b >= (T)0 && b < static_cast<T>(N))) return -1;
-  return static_cast<rc_index>(b);
+/* rc_channel_block, small enough that one item (its channels times the
+ * costliest RoI, cost per channel) stays within a chunk's budget, so every
+ * item is short enough to wait for after Ctrl-C. */
+inline rc_index rc_channel_block_for(rc_index C, rc_index outer, int nthreads,
+                                     const double* cost, rc_index K) {
+  rc_index cb = rc_channel_block(C, outer, nthreads);
+  double top = 1;
+  for (rc_index k = 0; k < K; ++k)
+    if (cost[k] > top) top = cost[k];
+  const double fit = *rc_chunk_work_slot() / top;
+  if (fit < static_cast<double>(cb))
+    cb = fit < 1 ? 1 : static_cast<rc_index>(fit);
+  return cb;
+}
+
+/* Batch index of RoI k, -1 when out of [0, N) (validated in Python; the
+ * kernels never read out of bounds).  From the exact int64 array, never from
+ * the rois cast to the compute dtype (float32 holds integers exactly only up
+ * to 2^24). */
+inline rc_index rc_batch(const Geom& g, rc_index k) {
+  const rc_index b = g.batch[k];
+  return (b >= 0 && b < g.N) ? b : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -170,24 +263,129 @@ inline void sampled_geometry(const SampledParams& sp, const T* roi, T scale,
                     sp.sampling_ratio, ys, bh, gh);
   rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, g.PW,
                     sp.sampling_ratio, xs, bw, gw);
+  rc_grid_pair(gh, gw);
 }
 
-/* Largest grid over all RoIs; 2 if any exceeds RC_GRID_LIMIT. */
+/* Largest grid over all RoIs, and (if cost is not null) each RoI's cost per
+ * channel: its samples plus its table entries and bins.  Returns
+ * RC_ERR_COST when a RoI or the call is above a limit of roi_common.h. */
 template <typename T>
 inline int sampled_max_grid(const SampledParams& sp, const T* rois, T scale,
-                            const Geom& g, rc_index* mgh, rc_index* mgw) {
+                            const Geom& g, rc_index* mgh, rc_index* mgw,
+                            double* cost = nullptr) {
   rc_index a = 0, b = 0;
+  double total = 0;
+  int err = RC_OK;
   for (rc_index k = 0; k < g.K; ++k) {
     T ys, bh, xs, bw;
     rc_index gh, gw;
     sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
                         &gw);
+    if (rc_grid_too_large(gh, gw, g.PH, g.PW)) {
+      err = RC_ERR_COST;
+      gh = gw = 0;
+    }
     if (gh > a) a = gh;
     if (gw > b) b = gw;
+    const double samples = static_cast<double>(g.PH * g.PW) *
+                           static_cast<double>(gh * gw);
+    total += samples;
+    if (cost)
+      cost[k] = samples + static_cast<double>(g.PH * gh + g.PW * gw) +
+                static_cast<double>(g.PH * g.PW);
   }
   *mgh = a;
   *mgw = b;
-  return (a > RC_GRID_LIMIT || b > RC_GRID_LIMIT) ? 2 : 0;
+  if (total * static_cast<double>(g.C) > RC_CALL_SAMPLE_LIMIT)
+    err = RC_ERR_COST;
+  return err;
+}
+
+/* Backward work: the RoIs of image n (order[batch_start[n] ..
+ * batch_start[n+1]]) are cut into consecutive segments of bounded cost, so
+ * that one image with many RoIs cannot make one long uninterruptible item.
+ * Round t runs segment t of every image that has one, as items (image,
+ * channel block) chunked as usual: the segments of one (image, block) run
+ * one after the other, in order, accumulating into the same grad_input
+ * slice, so the summation order is that of one unsplit item. */
+struct RcSegs {
+  rc_index* ptr;    /* N + 1: segments of image n are ptr[n] .. ptr[n+1]-1 */
+  rc_index* start;  /* first position (into order) of each segment */
+  double* cost;     /* per-channel cost of each segment */
+  rc_index* imgs;   /* N: images of the current round */
+  rc_index rounds;  /* most segments of one image */
+  void* mem;
+};
+
+/* width: channels per item (the per-item cost is cost x width); extra: a
+ * fixed per-segment cost (e.g. the packed path's tile traffic): a segment is
+ * cut only once its RoIs cost at least that much, so splitting never costs
+ * more than the work.  Returns false without memory. */
+inline bool rc_segments(const Geom& g, const rc_index* order,
+                        const rc_index* batch_start, const double* rcost,
+                        double width, double extra, RcSegs* sg) {
+  double budget = *rc_chunk_work_slot() / (width < 1 ? 1 : width);
+  if (budget < extra) budget = extra;
+  rc_index count = 0;
+  for (rc_index n = 0; n < g.N; ++n) {
+    if (batch_start[n + 1] <= batch_start[n]) continue;
+    ++count;
+    double acc = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      if (acc >= budget) {
+        ++count;
+        acc = 0;
+      }
+      acc += rcost[order[r]] + 1.0;
+    }
+  }
+  const size_t bytes =
+      sizeof(rc_index) * static_cast<size_t>(2 * g.N + 1 + count) +
+      sizeof(double) * static_cast<size_t>(count) + 64;
+  sg->mem = std::malloc(bytes);
+  if (!sg->mem) return false;
+  sg->cost = static_cast<double*>(sg->mem);
+  sg->ptr = reinterpret_cast<rc_index*>(sg->cost + count);
+  sg->start = sg->ptr + g.N + 1;
+  sg->imgs = sg->start + count;
+  sg->rounds = 0;
+  rc_index s = 0;
+  for (rc_index n = 0; n < g.N; ++n) {
+    sg->ptr[n] = s;
+    if (batch_start[n + 1] <= batch_start[n]) continue;
+    sg->start[s] = batch_start[n];
+    sg->cost[s] = 0;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      if (sg->cost[s] >= budget) {
+        sg->cost[s] += extra;
+        ++s;
+        sg->start[s] = r;
+        sg->cost[s] = 0;
+      }
+      sg->cost[s] += rcost[order[r]] + 1.0;
+    }
+    sg->cost[s] += extra;
+    ++s;
+    if (s - sg->ptr[n] > sg->rounds) sg->rounds = s - sg->ptr[n];
+  }
+  sg->ptr[g.N] = s;
+  return true;
+}
+
+/* Images with a segment in round t -> sg->imgs; returns how many. */
+inline rc_index rc_round_images(const Geom& g, RcSegs* sg, rc_index t) {
+  rc_index m = 0;
+  for (rc_index n = 0; n < g.N; ++n)
+    if (sg->ptr[n + 1] - sg->ptr[n] > t) sg->imgs[m++] = n;
+  return m;
+}
+
+/* RoI positions [*r0, *r1) of image n in round t. */
+inline void rc_segment(const RcSegs& sg, const rc_index* batch_start,
+                       rc_index n, rc_index t, rc_index* r0, rc_index* r1) {
+  const rc_index i = sg.ptr[n] + t;
+  *r0 = sg.start[i];
+  *r1 = i + 1 < sg.ptr[n + 1] ? sg.start[i + 1] : batch_start[n + 1];
 }
 
 /* Value of the bilinear sample (iy, ix) of the tables at plane p. */
@@ -269,98 +467,117 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
                               const Geom& g, T scale, SampledParams sp,
                               int nthreads) {
   rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  double* rcost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + 1)));
+  if (!rcost) return RC_ERR_NOMEM;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, rcost)) {
+    std::free(rcost);
+    return RC_ERR_COST;
+  }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.K, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return rcost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(
-        std::malloc(sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) +
-                    sizeof(T) * static_cast<size_t>(cb) + 64));
-    if (!mem) {
+    {
+      char* mem = static_cast<char*>(
+          std::malloc(sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) +
+                      sizeof(T) * static_cast<size_t>(cb) + 64));
+      if (!mem) {
 #pragma omp atomic write
-      err = 1;
-    }
-    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
-    T* acc = nullptr;
-    if (mem) {
-      sample_tab_bind(&ty, mem, ny);
-      sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
-      acc = reinterpret_cast<T*>(
-          mem + ((sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 15) &
-                 ~static_cast<size_t>(15)));
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      const rc_index k = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      const T* roi = rois + 5 * k;
-      T* o = out + k * st.on;
-      const rc_index n = rc_batch(roi, g.N);
-      if (n < 0) {  /* validated in Python; never read out of bounds */
-        for (rc_index c = c0; c < c1; ++c)
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw)
-              o[c * st.oc + ph * st.oy + pw * st.ox] = (T)0;
-        continue;
+        err = 1;
       }
-      T ys, bh, xs, bw;
-      rc_index gh, gw;
-      sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-      sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
-      sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
-      const T* base = in + n * st.sn;
-      if (!g.channels_last || sp.max_mode) {
-        for (rc_index c = c0; c < c1; ++c) {
-          const T* plane = base + c * st.sc;
+      SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
+      T* acc = nullptr;
+      if (mem) {
+        sample_tab_bind(&ty, mem, ny);
+        sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
+        acc = reinterpret_cast<T*>(
+            mem + ((sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 15) &
+                   ~static_cast<size_t>(15)));
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!mem) continue;
+        const rc_index k = it / nblk;
+        const rc_index c0 = (it % nblk) * cb;
+        const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+        const T* roi = rois + 5 * k;
+        T* o = out + k * st.on;
+        const rc_index n = rc_batch(g, k);
+        if (n < 0) {  /* validated in Python; never read out of bounds */
+          for (rc_index c = c0; c < c1; ++c)
+            for (rc_index ph = 0; ph < g.PH; ++ph)
+              for (rc_index pw = 0; pw < g.PW; ++pw)
+                o[c * st.oc + ph * st.oy + pw * st.ox] = (T)0;
+          continue;
+        }
+        T ys, bh, xs, bw;
+        rc_index gh, gw;
+        sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+        sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
+        sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
+        const T* base = in + n * st.sn;
+        if (!g.channels_last || sp.max_mode) {
+          for (rc_index c = c0; c < c1; ++c) {
+            const T* plane = base + c * st.sc;
+            for (rc_index ph = 0; ph < g.PH; ++ph)
+              for (rc_index pw = 0; pw < g.PW; ++pw) {
+                rc_index wy, wx;
+                o[c * st.oc + ph * st.oy + pw * st.ox] =
+                    sampled_bin(plane, sp, ty, tx, ph, pw, &wy, &wx);
+              }
+          }
+        } else {
+          /* NHWC average: channel-contiguous inner loop, same per-channel
+           * summation order as the NCHW path. */
+          const rc_index nc = c1 - c0;
+          const T* b0 = base + c0;
           for (rc_index ph = 0; ph < g.PH; ++ph)
             for (rc_index pw = 0; pw < g.PW; ++pw) {
-              rc_index wy, wx;
-              o[c * st.oc + ph * st.oy + pw * st.ox] =
-                  sampled_bin(plane, sp, ty, tx, ph, pw, &wy, &wx);
+              for (rc_index c = 0; c < nc; ++c) acc[c] = 0;
+              for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+                if (!ty.ok[iy]) continue;
+                for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+                  if (!tx.ok[ix]) continue;
+                  const T hy = ty.wh[iy], ly = ty.wl[iy];
+                  const T hx = tx.wh[ix], lx = tx.wl[ix];
+                  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx,
+                          w4 = ly * lx;
+                  const T* p1 = b0 + ty.lo[iy] + tx.lo[ix];
+                  const T* p2 = b0 + ty.lo[iy] + tx.hi[ix];
+                  const T* p3 = b0 + ty.hi[iy] + tx.lo[ix];
+                  const T* p4 = b0 + ty.hi[iy] + tx.hi[ix];
+#pragma omp simd
+                  for (rc_index c = 0; c < nc; ++c)
+                    acc[c] += w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
+                }
+              }
+              rc_index cnt = gh * gw;
+              const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+              T* dst = o + ph * st.oy + pw * st.ox + c0;
+              for (rc_index c = 0; c < nc; ++c) dst[c] = acc[c] / div;
             }
         }
-      } else {
-        /* NHWC average: channel-contiguous inner loop, same per-channel
-         * summation order as the NCHW path. */
-        const rc_index nc = c1 - c0;
-        const T* b0 = base + c0;
-        for (rc_index ph = 0; ph < g.PH; ++ph)
-          for (rc_index pw = 0; pw < g.PW; ++pw) {
-            for (rc_index c = 0; c < nc; ++c) acc[c] = 0;
-            for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-              if (!ty.ok[iy]) continue;
-              for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
-                if (!tx.ok[ix]) continue;
-                const T hy = ty.wh[iy], ly = ty.wl[iy];
-                const T hx = tx.wh[ix], lx = tx.wl[ix];
-                const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx,
-                        w4 = ly * lx;
-                const T* p1 = b0 + ty.lo[iy] + tx.lo[ix];
-                const T* p2 = b0 + ty.lo[iy] + tx.hi[ix];
-                const T* p3 = b0 + ty.hi[iy] + tx.lo[ix];
-                const T* p4 = b0 + ty.hi[iy] + tx.hi[ix];
-#pragma omp simd
-                for (rc_index c = 0; c < nc; ++c)
-                  acc[c] += w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
-              }
-            }
-            rc_index cnt = gh * gw;
-            const T div = static_cast<T>(cnt > 1 ? cnt : 1);
-            T* dst = o + ph * st.oy + pw * st.ox + c0;
-            for (rc_index c = 0; c < nc; ++c) dst[c] = acc[c] / div;
-          }
       }
+      std::free(mem);
     }
-    std::free(mem);
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
+  std::free(rcost);
   return err;
 }
 
@@ -374,72 +591,104 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
                                const Geom& g, T scale, SampledParams sp,
                                int nthreads) {
   rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
+  double* rcost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
+  if (!rcost) return RC_ERR_NOMEM;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, rcost)) {
+    std::free(rcost);
+    return RC_ERR_COST;
+  }
   const Strides<T> st(g);
   const rc_index ny = g.PH * mgh, nx = g.PW * mgw;
-  const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.N, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
-  const rc_index items = g.N * nblk;
-  int err = 0;
-  int nt = rc_threads(nthreads, items);
-#pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(std::malloc(
-        sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 64));
-    if (!mem) {
-#pragma omp atomic write
-      err = 1;
-    }
-    SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
-    if (mem) {
-      sample_tab_bind(&ty, mem, ny);
-      sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      const rc_index n = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      T* gbase = grad_in + n * st.sn;
-      const T* ibase = in + n * st.sn;
-      for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
-        const rc_index k = order[r];
-        const T* roi = rois + 5 * k;
-        if (rc_batch(roi, g.N) != n) continue;
-        T ys, bh, xs, bw;
-        rc_index gh, gw;
-        sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-        sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
-        sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
-        const rc_index cnt = gh * gw;
-        const T div = static_cast<T>(cnt > 1 ? cnt : 1);
-        const T* go = grad_out + k * st.on;
-        for (rc_index c = c0; c < c1; ++c) {
-          T* gp = gbase + c * st.sc;
-          const T* ip = ibase + c * st.sc;
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw) {
-              const T gv = go[c * st.oc + ph * st.oy + pw * st.ox];
-              if (sp.max_mode) {
-                rc_index wy = -1, wx = -1;
-                sampled_bin(ip, sp, ty, tx, ph, pw, &wy, &wx);
-                if (wy >= 0) bilinear_scatter(gp, ty, wy, tx, wx, gv, (T)1);
-                continue;
-              }
-              for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-                if (!ty.ok[iy]) continue;
-                for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
-                  if (!tx.ok[ix]) continue;
-                  bilinear_scatter(gp, ty, iy, tx, ix, gv, div);
-                }
-              }
-            }
-        }
-      }
-    }
-    std::free(mem);
+  RcSegs sg;
+  if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
+                   &sg)) {
+    std::free(rcost);
+    return RC_ERR_NOMEM;
   }
+  int err = 0;
+  const int nt_all = rc_threads(nthreads, g.N * nblk);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+    const rc_index items = rc_round_images(g, &sg, t) * nblk;
+    const auto item_cost = [&](rc_index it) {
+      const rc_index c0 = (it % nblk) * cb;
+      return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
+             static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
+#pragma omp parallel num_threads(nt)
+      {
+        char* mem = static_cast<char*>(std::malloc(
+            sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) + 64));
+        if (!mem) {
+#pragma omp atomic write
+          err = 1;
+        }
+        SampleTab<T> ty = SampleTab<T>(), tx = SampleTab<T>();
+        if (mem) {
+          sample_tab_bind(&ty, mem, ny);
+          sample_tab_bind(&tx, mem + sample_tab_bytes<T>(ny), nx);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!mem) continue;
+          const rc_index n = sg.imgs[it / nblk];
+          const rc_index c0 = (it % nblk) * cb;
+          const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+          T* gbase = grad_in + n * st.sn;
+          const T* ibase = in + n * st.sn;
+          rc_index r0, r1;
+          rc_segment(sg, batch_start, n, t, &r0, &r1);
+          for (rc_index r = r0; r < r1; ++r) {
+            const rc_index k = order[r];
+            const T* roi = rois + 5 * k;
+            if (rc_batch(g, k) != n) continue;
+            T ys, bh, xs, bw;
+            rc_index gh, gw;
+            sampled_geometry<T>(sp, roi, scale, g, &ys, &bh, &gh, &xs, &bw,
+                                &gw);
+            sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
+            sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
+            const rc_index cnt = gh * gw;
+            const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+            const T* go = grad_out + k * st.on;
+            for (rc_index c = c0; c < c1; ++c) {
+              T* gp = gbase + c * st.sc;
+              const T* ip = ibase + c * st.sc;
+              for (rc_index ph = 0; ph < g.PH; ++ph)
+                for (rc_index pw = 0; pw < g.PW; ++pw) {
+                  const T gv = go[c * st.oc + ph * st.oy + pw * st.ox];
+                  if (sp.max_mode) {
+                    rc_index wy = -1, wx = -1;
+                    sampled_bin(ip, sp, ty, tx, ph, pw, &wy, &wx);
+                    if (wy >= 0) bilinear_scatter(gp, ty, wy, tx, wx, gv, (T)1);
+                    continue;
+                  }
+                  for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+                    if (!ty.ok[iy]) continue;
+                    for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+                      if (!tx.ok[ix]) continue;
+                      bilinear_scatter(gp, ty, iy, tx, ix, gv, div);
+                    }
+                  }
+                }
+            }
+          }
+        }
+        std::free(mem);
+      }
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
+    }
+  }
+  std::free(sg.mem);
+  std::free(rcost);
   return err;
 }
 
@@ -458,6 +707,40 @@ inline void pool_tabs(int bins, const T* roi, T scale, const Geom& g,
     rc_pool_bin<T>(bins, ys, ye, ph, g.PH, g.H, hlo + ph, hhi + ph);
   for (rc_index pw = 0; pw < g.PW; ++pw)
     rc_pool_bin<T>(bins, xs, xe, pw, g.PW, g.W, wlo + pw, whi + pw);
+}
+
+/* tab: 2 * (PH + PW) scratch entries. */
+template <typename T>
+inline void pool_costs(int bins, const T* rois, T scale, const Geom& g,
+                       rc_index* tab, double* cost) {
+  rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+           *whi = tab + 2 * g.PH + g.PW;
+  for (rc_index k = 0; k < g.K; ++k) {
+    pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
+    double sh = 0, sw = 0;
+    for (rc_index p = 0; p < g.PH; ++p)
+      sh += static_cast<double>(hhi[p] - hlo[p]);
+    for (rc_index p = 0; p < g.PW; ++p)
+      sw += static_cast<double>(whi[p] - wlo[p]);
+    cost[k] = sh * sw + static_cast<double>(g.PH * g.PW + g.PH + g.PW);
+  }
+}
+
+/* Per-RoI costs of RoI Pool (K doubles, then `extra` more); null: no memory. */
+template <typename T>
+inline double* pool_cost_array(int bins, const T* rois, T scale,
+                               const Geom& g, rc_index extra) {
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + extra + 1)));
+  rc_index* tab = static_cast<rc_index*>(
+      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
+  if (cost && tab) pool_costs<T>(bins, rois, scale, g, tab, cost);
+  std::free(tab);
+  if (!tab) {
+    std::free(cost);
+    return nullptr;
+  }
+  return cost;
 }
 
 /* Max of one bin; *arg = flat (y*W + x) pixel of the winner, -1 if none.
@@ -485,65 +768,80 @@ inline T pool_bin(const T* plane, const Strides<T>& st, rc_index W,
 template <typename T>
 int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
                            T scale, int bins, int nthreads) {
+  double* rcost = pool_cost_array<T>(bins, rois, scale, g, 0);
+  if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block(g.C, g.K, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.K, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
   const rc_index items = g.K * nblk;
   int err = 0;
-  int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, items);
+  const auto item_cost = [&](rc_index it) {
+    const rc_index c0 = (it % nblk) * cb;
+    return rcost[it / nblk] *
+           static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) +
-                    sizeof(T) * static_cast<size_t>(cb)));
-    if (!tab) {
+    {
+      rc_index* tab = static_cast<rc_index*>(
+          std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) +
+                      sizeof(T) * static_cast<size_t>(cb)));
+      if (!tab) {
 #pragma omp atomic write
-      err = 1;
-    }
+        err = 1;
+      }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!tab) continue;
-      const rc_index k = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      const T* roi = rois + 5 * k;
-      T* o = out + k * st.on;
-      const rc_index n = rc_batch(roi, g.N);
-      rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-               *whi = tab + 2 * g.PH + g.PW;
-      T* best = reinterpret_cast<T*>(tab + 2 * (g.PH + g.PW));
-      if (n >= 0) pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
-      const T* base = in + (n < 0 ? 0 : n) * st.sn;
-      for (rc_index ph = 0; ph < g.PH; ++ph)
-        for (rc_index pw = 0; pw < g.PW; ++pw) {
-          T* dst = o + ph * st.oy + pw * st.ox;
-          if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
-            for (rc_index c = c0; c < c1; ++c) dst[c * st.oc] = (T)0;
-            continue;
-          }
-          if (!g.channels_last) {
-            for (rc_index c = c0; c < c1; ++c) {
-              rc_index a;
-              dst[c * st.oc] = pool_bin(base + c * st.sc, st, g.W, hlo[ph],
-                                        hhi[ph], wlo[pw], whi[pw], &a);
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!tab) continue;
+        const rc_index k = it / nblk;
+        const rc_index c0 = (it % nblk) * cb;
+        const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+        const T* roi = rois + 5 * k;
+        T* o = out + k * st.on;
+        const rc_index n = rc_batch(g, k);
+        rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+                 *whi = tab + 2 * g.PH + g.PW;
+        T* best = reinterpret_cast<T*>(tab + 2 * (g.PH + g.PW));
+        if (n >= 0) pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
+        const T* base = in + (n < 0 ? 0 : n) * st.sn;
+        for (rc_index ph = 0; ph < g.PH; ++ph)
+          for (rc_index pw = 0; pw < g.PW; ++pw) {
+            T* dst = o + ph * st.oy + pw * st.ox;
+            if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+              for (rc_index c = c0; c < c1; ++c) dst[c * st.oc] = (T)0;
+              continue;
             }
-          } else {
-            const rc_index nc = c1 - c0;
-            for (rc_index c = 0; c < nc; ++c)
-              best[c] = std::numeric_limits<T>::lowest();
-            for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
-              for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
-                const T* p = base + h * st.sy + w * st.sx + c0;
-#pragma omp simd
-                for (rc_index c = 0; c < nc; ++c)
-                  best[c] = p[c] > best[c] ? p[c] : best[c];
+            if (!g.channels_last) {
+              for (rc_index c = c0; c < c1; ++c) {
+                rc_index a;
+                dst[c * st.oc] = pool_bin(base + c * st.sc, st, g.W, hlo[ph],
+                                          hhi[ph], wlo[pw], whi[pw], &a);
               }
-            for (rc_index c = 0; c < nc; ++c) dst[c0 + c] = best[c];
+            } else {
+              const rc_index nc = c1 - c0;
+              for (rc_index c = 0; c < nc; ++c)
+                best[c] = std::numeric_limits<T>::lowest();
+              for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+                for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+                  const T* p = base + h * st.sy + w * st.sx + c0;
+#pragma omp simd
+                  for (rc_index c = 0; c < nc; ++c)
+                    best[c] = p[c] > best[c] ? p[c] : best[c];
+                }
+              for (rc_index c = 0; c < nc; ++c) dst[c0 + c] = best[c];
+            }
           }
-        }
+      }
+      std::free(tab);
     }
-    std::free(tab);
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
+  std::free(rcost);
   return err;
 }
 
@@ -552,50 +850,78 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
                             const rc_index* order, const rc_index* batch_start,
                             T* grad_in, const Geom& g, T scale, int bins,
                             int nthreads) {
+  double* rcost = pool_cost_array<T>(bins, rois, scale, g, g.N);
+  if (!rcost) return RC_ERR_NOMEM;
   const Strides<T> st(g);
-  const rc_index cb = rc_channel_block(g.C, g.N, nthreads < 1 ? 1 : nthreads);
+  const rc_index cb = rc_channel_block_for(
+      g.C, g.N, nthreads < 1 ? 1 : nthreads, rcost, g.K);
   const rc_index nblk = (g.C + cb - 1) / cb;
-  const rc_index items = g.N * nblk;
-  int err = 0;
-  int nt = rc_threads(nthreads, items);
-#pragma omp parallel num_threads(nt)
-  {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)));
-    if (!tab) {
-#pragma omp atomic write
-      err = 1;
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!tab) continue;
-      const rc_index n = it / nblk;
-      const rc_index c0 = (it % nblk) * cb;
-      const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
-      rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-               *whi = tab + 2 * g.PH + g.PW;
-      const T* ibase = in + n * st.sn;
-      T* gbase = grad_in + n * st.sn;
-      for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
-        const rc_index k = order[r];
-        const T* roi = rois + 5 * k;
-        if (rc_batch(roi, g.N) != n) continue;
-        pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
-        const T* go = grad_out + k * st.on;
-        for (rc_index c = c0; c < c1; ++c)
-          for (rc_index ph = 0; ph < g.PH; ++ph)
-            for (rc_index pw = 0; pw < g.PW; ++pw) {
-              rc_index a;
-              pool_bin(ibase + c * st.sc, st, g.W, hlo[ph], hhi[ph], wlo[pw],
-                       whi[pw], &a);
-              if (a >= 0)
-                gbase[c * st.sc + (a / g.W) * st.sy + (a % g.W) * st.sx] +=
-                    go[c * st.oc + ph * st.oy + pw * st.ox];
-            }
-      }
-    }
-    std::free(tab);
+  RcSegs sg;
+  if (!rc_segments(g, order, batch_start, rcost, static_cast<double>(cb), 0.0,
+                   &sg)) {
+    std::free(rcost);
+    return RC_ERR_NOMEM;
   }
+  int err = 0;
+  const int nt_all = rc_threads(nthreads, g.N * nblk);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+    const rc_index items = rc_round_images(g, &sg, t) * nblk;
+    const auto item_cost = [&](rc_index it) {
+      const rc_index c0 = (it % nblk) * cb;
+      return sg.cost[sg.ptr[sg.imgs[it / nblk]] + t] *
+             static_cast<double>((c0 + cb < g.C ? c0 + cb : g.C) - c0);
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
+#pragma omp parallel num_threads(nt)
+      {
+        rc_index* tab = static_cast<rc_index*>(
+            std::malloc(sizeof(rc_index) * 2 *
+                        static_cast<size_t>(g.PH + g.PW)));
+        if (!tab) {
+#pragma omp atomic write
+          err = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!tab) continue;
+          const rc_index n = sg.imgs[it / nblk];
+          const rc_index c0 = (it % nblk) * cb;
+          const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+          rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+                   *whi = tab + 2 * g.PH + g.PW;
+          const T* ibase = in + n * st.sn;
+          T* gbase = grad_in + n * st.sn;
+          rc_index r0, r1;
+          rc_segment(sg, batch_start, n, t, &r0, &r1);
+          for (rc_index r = r0; r < r1; ++r) {
+            const rc_index k = order[r];
+            const T* roi = rois + 5 * k;
+            if (rc_batch(g, k) != n) continue;
+            pool_tabs<T>(bins, roi, scale, g, hlo, hhi, wlo, whi);
+            const T* go = grad_out + k * st.on;
+            for (rc_index c = c0; c < c1; ++c)
+              for (rc_index ph = 0; ph < g.PH; ++ph)
+                for (rc_index pw = 0; pw < g.PW; ++pw) {
+                  rc_index a;
+                  pool_bin(ibase + c * st.sc, st, g.W, hlo[ph], hhi[ph],
+                           wlo[pw], whi[pw], &a);
+                  if (a >= 0)
+                    gbase[c * st.sc + (a / g.W) * st.sy + (a % g.W) * st.sx] +=
+                        go[c * st.oc + ph * st.oy + pw * st.ox];
+                }
+          }
+        }
+        std::free(tab);
+      }
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
+    }
+  }
+  std::free(sg.mem);
+  std::free(rcost);
   return err;
 }
 
@@ -711,6 +1037,15 @@ inline rc_index v_lanes(int isa) {
   return static_cast<rc_index>(rc_lane_bytes(isa) / sizeof(T));
 }
 
+/* Vector operations per sample of a channel block of L lanes (chunk costs). */
+template <typename T>
+inline double v_width(int isa, rc_index L) {
+  const double vbytes = isa >= RC_ISA_AVX512 ? 64.0
+                        : isa == RC_ISA_AVX2  ? 32.0
+                                              : 16.0;
+  return static_cast<double>(L) * sizeof(T) / vbytes;
+}
+
 /* x / d == x * (1 / d) exactly (both are the correctly rounded x / d) when
  * d is a power of two, so the kernels multiply by *inv instead of dividing. */
 template <typename T>
@@ -744,6 +1079,9 @@ struct VJob {
   rc_index bsn, bsb, sy, sx; /* lane view of `in`: (n, b, y, x) at
                                 n*bsn + b*bsb + y*sy + x*sx */
   rc_index ny, nx;           /* sample table lengths */
+  const double* cost;        /* forward: per-RoI cost per channel */
+  const RcSegs* seg;         /* backward: RoI segments ... */
+  rc_index round;            /* ... and the round being run */
 };
 
 /* Per-thread scratch. */
@@ -1169,7 +1507,7 @@ RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const T* roi = j.rois + 5 * k;
-  const rc_index n = rc_batch(roi, g.N);
+  const rc_index n = rc_batch(g, k);
   if (n < 0) { /* validated in Python; never read out of bounds */
     for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
     return;
@@ -1437,8 +1775,9 @@ RC_AI void v_unpack_block(const T* tile, const Geom& g, rc_index n,
 template <typename T, int L, bool POOL, int ISA>
 RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const Geom& g = j.g;
-  const rc_index n = it / j.nb, b = it % j.nb;
-  if (j.batch_start[n + 1] <= j.batch_start[n]) return; /* stays zero */
+  const rc_index n = j.seg->imgs[it / j.nb], b = it % j.nb;
+  rc_index r0, r1;
+  rc_segment(*j.seg, j.batch_start, n, j.round, &r0, &r1);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const rc_index HW = g.H * g.W;
@@ -1449,7 +1788,15 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   rc_index sy, sx;
   if (packed) {
     gp = s.gtile;
-    for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    if (j.round == 0) {
+      for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    } else if (g.channels_last) { /* continue the sums of the last round */
+      v_pack_nhwc<T, L>(j.out, g, n, c0, 0, HW, gp);
+    } else {
+      for (rc_index i0 = 0; i0 < HW; i0 += 128)
+        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0,
+                             i0 + 128 < HW ? i0 + 128 : HW, gp, L);
+    }
     if (need_in && g.channels_last) {
       v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
     } else if (need_in) {
@@ -1468,10 +1815,10 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     sx = g.C;
   }
   const bool full = packed || nc == L;
-  for (rc_index r = j.batch_start[n]; r < j.batch_start[n + 1]; ++r) {
+  for (rc_index r = r0; r < r1; ++r) {
     const rc_index k = j.order[r];
     const T* roi = j.rois + 5 * k;
-    if (rc_batch(roi, g.N) != n) continue;
+    if (rc_batch(g, k) != n) continue;
     v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
     if (POOL) {
       rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
@@ -1578,35 +1925,11 @@ inline typename VFns<T>::Item v_pick(int which, int isa) {
 }
 
 /* --- drivers ---------------------------------------------------------- */
-/* Per-channel work of a call, in bilinear samples (sampled) or input cells
- * visited (pool); used to decide whether packing NCHW pays off. */
-template <typename T>
-inline double v_work_sampled(const SampledParams& sp, const T* rois, T scale,
-                             const Geom& g) {
+/* Per-channel work of a call (sum of the per-RoI costs), to decide whether
+ * packing NCHW pays off. */
+inline double v_work(const double* cost, rc_index K) {
   double w = 0;
-  for (rc_index k = 0; k < g.K; ++k) {
-    T ys, bh, xs, bw;
-    rc_index gh, gw;
-    sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
-                        &gw);
-    w += static_cast<double>(gh) * static_cast<double>(gw);
-  }
-  return w * static_cast<double>(g.PH * g.PW) * 4.0;
-}
-
-template <typename T>
-inline double v_work_pool(int bins, const T* rois, T scale, const Geom& g,
-                          rc_index* tab) {
-  double w = 0;
-  rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
-           *whi = tab + 2 * g.PH + g.PW;
-  for (rc_index k = 0; k < g.K; ++k) {
-    pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
-    double sh = 0, sw = 0;
-    for (rc_index p = 0; p < g.PH; ++p) sh += static_cast<double>(hhi[p] - hlo[p]);
-    for (rc_index p = 0; p < g.PW; ++p) sw += static_cast<double>(whi[p] - wlo[p]);
-    w += sh * sw;
-  }
+  for (rc_index k = 0; k < K; ++k) w += cost[k];
   return w;
 }
 
@@ -1622,15 +1945,30 @@ inline int rc_set_pack_policy(int policy) {
   return *rc_pack_policy_slot();
 }
 
-/* NCHW: is packing (`passes` times the padded input) cheaper than the work? */
+/* Extra memory the packed path may take: twice the input, or 16 MiB. */
+inline bool v_pack_fits(double extra_bytes, double input_bytes) {
+  return extra_bytes <= 2.0 * input_bytes ||
+         extra_bytes <= static_cast<double>(16 << 20);
+}
+
+/* Whether the vectorised kernels on channel blocks (NCHW packed, or the
+ * per-thread tiles of the backward) beat the reference kernels: packing
+ * (`passes` times the padded input) plus the lane work (every padded lane
+ * is computed, at the ISA's vector width) against twice the per-channel work,
+ * and only if the copy (`extra` elements) stays within v_pack_fits: with a
+ * few channels a block is mostly padding (C = 1: 32x the input in float32). */
 template <typename T>
-inline bool v_pack_pays(const Geom& g, double work, double passes, int isa) {
+inline bool v_pack_pays(const Geom& g, double work, double passes, int isa,
+                        double extra) {
   if (*rc_pack_policy_slot()) return *rc_pack_policy_slot() == 1;
   const rc_index L = v_lanes<T>(isa);
-  const double nb = static_cast<double>((g.C + L - 1) / L);
-  const double pack = passes * static_cast<double>(g.N) * nb * L *
-                      static_cast<double>(g.H * g.W);
-  return pack <= 2.0 * work * static_cast<double>(g.C);
+  const double padded = static_cast<double>((g.C + L - 1) / L * L);
+  const double HW = static_cast<double>(g.H * g.W);
+  const double input = static_cast<double>(g.N) * static_cast<double>(g.C) * HW;
+  if (!v_pack_fits(extra * sizeof(T), input * sizeof(T))) return false;
+  const double simd = static_cast<double>(L) / v_width<T>(isa, L);
+  const double pack = passes * static_cast<double>(g.N) * padded * HW;
+  return pack + work * padded / simd <= 2.0 * work * static_cast<double>(g.C);
 }
 
 template <typename T>
@@ -1725,33 +2063,48 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const rc_index nchunk = (HW + chunk - 1) / chunk;
   const rc_index pack_items = packed ? g.N * j.nb * nchunk : 0;
   int err = 0;
-  const int nt = rc_threads(nthreads, items > pack_items ? items : pack_items);
+  if (packed) {
+    const int npt = rc_threads(nthreads, pack_items);
+#pragma omp parallel for num_threads(npt) schedule(static)
+    for (rc_index p = 0; p < pack_items; ++p) {
+      const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
+      const rc_index n = nbk / j.nb, b = nbk % j.nb;
+      const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+      T* dst = packed + n * j.bsn + b * j.bsb;
+      packfn(in, g, L, n, b * L, i0, i1, dst);
+    }
+    if (rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
+  }
+  const int nt_all = rc_threads(nthreads, items);
   const size_t sbytes = v_scratch_bytes(j, false);
+  const double width = v_width<T>(isa, L);
+  const auto item_cost = [&](rc_index it) {
+    if (j.whole_roi) return j.cost[it] * static_cast<double>(j.nb) * width;
+    rc_index k, b;
+    v_item_kb(j, it, &k, &b);
+    return j.cost[k] * width;
+  };
+  for (rc_index i0 = 0; i0 < items && !err;) {
+    const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+    const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    if (packed) {
-#pragma omp for schedule(static)
-      for (rc_index p = 0; p < pack_items; ++p) {
-        const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
-        const rc_index n = nbk / j.nb, b = nbk % j.nb;
-        const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
-        T* dst = packed + n * j.bsn + b * j.bsb;
-        packfn(in, g, L, n, b * L, i0, i1, dst);
-      }
-    }
-    char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s = VScratch<T>();
-    if (!v_scratch_bind(&s, mem, j, false)) {
+    {
+      char* mem = static_cast<char*>(rc_alloc(sbytes));
+      VScratch<T> s = VScratch<T>();
+      if (!v_scratch_bind(&s, mem, j, false)) {
 #pragma omp atomic write
-      err = 1;
-    }
+        err = RC_ERR_NOMEM;
+      }
 #pragma omp for schedule(dynamic, 4)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      fn(j, s, it);
+      for (rc_index it = i0; it < i1; ++it) {
+        if (!mem) continue;
+        fn(j, s, it);
+      }
+      if (j.stream) rc_stream_fence();
+      rc_free(mem);
     }
-    if (j.stream) rc_stream_fence();
-    rc_free(mem);
+    i0 = i1;
+    if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   rc_free(packed);
   return err;
@@ -1765,25 +2118,45 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   j.nb = (g.C + L - 1) / L;
   j.packed = pack ? 1 : 0;
   const typename VFns<T>::Item fn = v_pick<T>(which, isa);
-  const rc_index items = g.N * j.nb;
+  RcSegs sg;
+  const double width = v_width<T>(isa, L);
+  if (!rc_segments(g, j.order, j.batch_start, j.cost, width,
+                   j.packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, &sg))
+    return RC_ERR_NOMEM;
+  j.seg = &sg;
   int err = 0;
-  const int nt = rc_threads(nthreads, items);
+  const int nt_all = rc_threads(nthreads, g.N * j.nb);
   const size_t sbytes = v_scratch_bytes(j, true);
+  for (rc_index t = 0; t < sg.rounds && !err; ++t) {
+    j.round = t;
+    const rc_index items = rc_round_images(g, &sg, t) * j.nb;
+    const auto item_cost = [&](rc_index it) {
+      return sg.cost[sg.ptr[sg.imgs[it / j.nb]] + t] * width;
+    };
+    for (rc_index i0 = 0; i0 < items && !err;) {
+      const rc_index i1 = rc_chunk_end(i0, items, nt_all, item_cost);
+      const int nt = rc_threads(nt_all, i1 - i0);
 #pragma omp parallel num_threads(nt)
-  {
-    char* mem = static_cast<char*>(rc_alloc(sbytes));
-    VScratch<T> s = VScratch<T>();
-    if (!v_scratch_bind(&s, mem, j, true)) {
+      {
+        char* mem = static_cast<char*>(rc_alloc(sbytes));
+        VScratch<T> s = VScratch<T>();
+        if (!v_scratch_bind(&s, mem, j, true)) {
 #pragma omp atomic write
-      err = 1;
-    }
+          err = RC_ERR_NOMEM;
+        }
 #pragma omp for schedule(dynamic, 1)
-    for (rc_index it = 0; it < items; ++it) {
-      if (!mem) continue;
-      fn(j, s, it);
+        for (rc_index it = i0; it < i1; ++it) {
+          if (!mem) continue;
+          fn(j, s, it);
+        }
+        rc_free(mem);
+      }
+      i0 = i1;
+      if (!err && (i0 < items || t + 1 < sg.rounds) && rc_interrupted(g))
+        err = RC_ERR_INTERRUPTED;
     }
-    rc_free(mem);
   }
+  std::free(sg.mem);
   return err;
 }
 
@@ -1821,23 +2194,52 @@ inline int rc_isa_for(const Geom& g, int backward_threads = 0) {
   return isa;
 }
 
+/* Backward: extra elements of the per-thread tiles ([H*W][L], two). */
+template <typename T>
+inline double v_tile_extra(const Geom& g, int nthreads, int isa) {
+  const int nt = rc_threads(nthreads, g.N * ((g.C + v_lanes<T>(isa) - 1) /
+                                             v_lanes<T>(isa)));
+  return 2.0 * nt * static_cast<double>(g.H * g.W) *
+         static_cast<double>(v_lanes<T>(isa));
+}
+
+/* Forward: elements of the packed input [N][nb][H][W][L]. */
+template <typename T>
+inline double v_pack_extra(const Geom& g, int isa) {
+  const rc_index L = v_lanes<T>(isa);
+  return static_cast<double>(g.N) * static_cast<double>((g.C + L - 1) / L * L) *
+         static_cast<double>(g.H * g.W);
+}
+
 template <typename T>
 int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
                     T scale, SampledParams sp, int nthreads) {
   const int isa = rc_isa_for<T>(g);
-  rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
   if (isa == RC_ISA_REFERENCE)
     return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
-  const bool pack =
-      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g), 1.0, isa);
-  if (!pack && !g.channels_last)
-    return sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, out);
-  j.sp = sp;
-  j.ny = g.PH * mgh;
-  j.nx = g.PW * mgw;
-  return v_forward<T>(j, RC_V_SFWD, nthreads, isa, pack);
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + 1)));
+  if (!cost) return RC_ERR_NOMEM;
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
+    std::free(cost);
+    return RC_ERR_COST;
+  }
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
+                                   v_pack_extra<T>(g, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = sampled_forward_reference<T>(in, rois, out, g, scale, sp, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.sp = sp;
+    j.ny = g.PH * mgh;
+    j.nx = g.PW * mgw;
+    j.cost = cost;
+    err = v_forward<T>(j, RC_V_SFWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1846,24 +2248,38 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
                      T* grad_in, const Geom& g, T scale, SampledParams sp,
                      int nthreads) {
   const int isa = rc_isa_for<T>(g, nthreads);
-  rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw)) return 2;
-  const bool pack =
-      isa != RC_ISA_REFERENCE &&
-      v_pack_pays<T>(g, v_work_sampled<T>(sp, rois, scale, g),
-                     sp.max_mode ? 3.0 : 2.0, isa);
-  if (isa == RC_ISA_REFERENCE || (!pack && !g.channels_last))
+  if (isa == RC_ISA_REFERENCE)
     return sampled_backward_reference<T>(grad_out, in, rois, order,
                                          batch_start, grad_in, g, scale, sp,
                                          nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-  j.sp = sp;
-  j.grad_out = grad_out;
-  j.order = order;
-  j.batch_start = batch_start;
-  j.ny = g.PH * mgh;
-  j.nx = g.PW * mgw;
-  return v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
+  double* cost = static_cast<double*>(
+      std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
+  if (!cost) return RC_ERR_NOMEM;
+  rc_index mgh, mgw;
+  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
+    std::free(cost);
+    return RC_ERR_COST;
+  }
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K),
+                                   sp.max_mode ? 3.0 : 2.0, isa,
+                                   v_tile_extra<T>(g, nthreads, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = sampled_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                        grad_in, g, scale, sp, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+    j.sp = sp;
+    j.grad_out = grad_out;
+    j.order = order;
+    j.batch_start = batch_start;
+    j.ny = g.PH * mgh;
+    j.nx = g.PW * mgw;
+    j.cost = cost;
+    err = v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1872,17 +2288,21 @@ int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
   const int isa = rc_isa_for<T>(g);
   if (isa == RC_ISA_REFERENCE)
     return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
-  rc_index* tab = static_cast<rc_index*>(
-      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
-  if (!tab) return 1;
-  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
-  std::free(tab);
-  const bool pack = v_pack_pays<T>(g, work, 1.0, isa);
-  if (!pack && !g.channels_last)
-    return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, out);
-  j.bins = bins;
-  return v_forward<T>(j, RC_V_PFWD, nthreads, isa, pack);
+  double* cost = pool_cost_array<T>(bins, rois, scale, g, 0);
+  if (!cost) return RC_ERR_NOMEM;
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
+                                   v_pack_extra<T>(g, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.bins = bins;
+    j.cost = cost;
+    err = v_forward<T>(j, RC_V_PFWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
 template <typename T>
@@ -1894,23 +2314,62 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
-  rc_index* tab = static_cast<rc_index*>(
-      std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW) + 8));
-  if (!tab) return 1;
-  const double work = v_work_pool<T>(bins, rois, scale, g, tab);
-  std::free(tab);
-  const bool pack = v_pack_pays<T>(g, work, 3.0, isa);
-  if (!pack && !g.channels_last)
-    return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
-                                      grad_in, g, scale, bins, nthreads);
-  VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-  j.bins = bins;
-  j.grad_out = grad_out;
-  j.order = order;
-  j.batch_start = batch_start;
-  return v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
+  double* cost = pool_cost_array<T>(bins, rois, scale, g, g.N);
+  if (!cost) return RC_ERR_NOMEM;
+  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 3.0, isa,
+                                   v_tile_extra<T>(g, nthreads, isa));
+  int err;
+  if (!pack && !g.channels_last) {
+    err = pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
+                                     grad_in, g, scale, bins, nthreads);
+  } else {
+    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
+    j.bins = bins;
+    j.grad_out = grad_out;
+    j.order = order;
+    j.batch_start = batch_start;
+    j.cost = cost;
+    err = v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
+  }
+  std::free(cost);
+  return err;
 }
 
+/* The sampling cost of a call, for the Python-side error message: the
+ * largest samples per bin, along a RoI side and per RoI (each with its RoI),
+ * and the samples of the whole call (times C). */
+template <typename T>
+void sampled_cost(const T* rois, const Geom& g, T scale, SampledParams sp,
+                  double* max_bin, rc_index* bin_roi, double* max_side,
+                  rc_index* side_roi, double* max_roi, rc_index* roi_roi,
+                  double* total) {
+  *max_bin = *max_side = *max_roi = *total = 0;
+  *bin_roi = *side_roi = *roi_roi = -1;
+  for (rc_index k = 0; k < g.K; ++k) {
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(sp, rois + 5 * k, scale, g, &ys, &bh, &gh, &xs, &bw,
+                        &gw);
+    const double bin = static_cast<double>(gh) * static_cast<double>(gw);
+    const double side = static_cast<double>(
+        g.PH * gh > g.PW * gw ? g.PH * gh : g.PW * gw);
+    if (bin > *max_bin) {
+      *max_bin = bin;
+      *bin_roi = k;
+    }
+    if (side > *max_side) {
+      *max_side = side;
+      *side_roi = k;
+    }
+    const double roi = bin * static_cast<double>(g.PH * g.PW);
+    if (roi > *max_roi) {
+      *max_roi = roi;
+      *roi_roi = k;
+    }
+    *total += roi;
+  }
+  *total *= static_cast<double>(g.C);
+}
 
 }  // namespace roicore
 

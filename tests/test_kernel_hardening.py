@@ -1,0 +1,330 @@
+"""Kernel-level hardening (issue 9): thread-count clamp, memory-aware packing, exact batch
+indices, interruptible long calls, sampling-cost limits, misaligned buffers.
+
+Each test fails on the kernels before the fix (the misaligned-buffer test only under the
+sanitizer build, tools/sanitize.sh: on x86 the misaligned loads happened to work)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import roicore
+from roicore import _cpu, _limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+
+
+def _rois(rng, K, N, H, W, dtype=np.float32):
+    xy = rng.uniform(-4, W, (K, 2))
+    wh = rng.uniform(0, W / 2, (K, 2))
+    b = rng.integers(0, N, (K, 1))
+    return np.concatenate([b, xy, xy + wh], 1).astype(dtype)
+
+
+# --------------------------------------------------------------------------- 1. threads
+def test_absurd_num_threads_is_clamped_not_fatal():
+    # 10**6 threads requested for 100000 independent items: before the clamp the OpenMP
+    # runtime tried to create them and aborted the process ("Thread creation failed")
+    res = _python("""
+        import numpy as np, roicore
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 1, 16, 16)).astype(np.float32)
+        K = 100000
+        xy = rng.uniform(0, 12, (K, 2))
+        r = np.concatenate([rng.integers(0, 2, (K, 1)), xy, xy + 3], 1).astype(np.float32)
+        for f in (roicore.roi_align, roicore.roi_pool):
+            a = f(x, r, 1, num_threads=10**6)
+            b = f(x, r, 1, num_threads=1)
+            assert np.array_equal(a, b, equal_nan=True)
+        g = roicore.roi_align_backward(np.ones((K, 1, 1, 1), np.float32), x, r, 1,
+                                       num_threads=10**6)
+        h = roicore.roi_align_backward(np.ones((K, 1, 1, 1), np.float32), x, r, 1,
+                                       num_threads=1)
+        assert np.array_equal(g, h)
+        print("ok")
+    """)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_thread_ceiling_is_sane():
+    # never below the default team (nor 64), never unbounded
+    top = _cpu.thread_ceiling()
+    if not roicore.openmp_enabled():
+        assert top == 1
+    elif "OMP_THREAD_LIMIT" not in os.environ:
+        assert max(64, _cpu.max_threads()) <= top <= max(64, 4 * _cpu.max_threads(),
+                                                         4 * (os.cpu_count() or 1))
+
+
+# --------------------------------------------------------------------------- 2. memory
+_PEAK = """
+    import resource, sys, numpy as np, roicore
+    op, layout = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(1)
+    shape = (1, 1, 2048, 2048) if layout == "NCHW" else (1, 2048, 2048, 1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    K = 512
+    xy = rng.uniform(0, 1700, (K, 2))
+    r = np.concatenate([np.zeros((K, 1)), xy, xy + 256], 1).astype(np.float32)
+    g = np.ones((K, 7, 7, 1) if layout == "NHWC" else (K, 1, 7, 7), np.float32)
+    f = {"align": lambda x, r, g: roicore.roi_align(x, r, 7, layout=layout),
+         "pool": lambda x, r, g: roicore.roi_pool(x, r, 7, layout=layout),
+         "align_bwd": lambda x, r, g: roicore.roi_align_backward(g, x, r, 7, layout=layout),
+         "pool_bwd": lambda x, r, g: roicore.roi_pool_backward(g, x, r, 7, layout=layout)}[op]
+    small = x[:, :64, :64] if layout == "NHWC" else x[..., :64, :64]
+    f(np.ascontiguousarray(small), r[:4] / 32, g[:4])  # warm up: imports, thread pool
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the high-water mark so far
+    y = f(x, r, g)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024, x.nbytes)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+@pytest.mark.parametrize("op", ["align", "pool", "align_bwd", "pool_bwd"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_few_channels_large_map_peak_memory(op, layout):
+    # C=1 on a 2048x2048 map with enough RoIs that packing "paid" by the old cost model:
+    # the packed copy was 32x the input (512 MiB for a 16 MiB map).  The peak growth of the
+    # call (a fresh process, measured with ru_maxrss after a warm-up) must stay a small
+    # multiple of the input.
+    code = "import sys; sys.argv[1:] = " + repr([op, layout]) + "\n" + textwrap.dedent(_PEAK)
+    res = _python(code)
+    assert res.returncode == 0, res.stderr[-2000:]
+    extra, nbytes = map(int, res.stdout.split())
+    assert extra <= 3 * nbytes, f"{op} {layout}: peak grew by {extra / 2**20:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- 3. batch index
+@pytest.fixture(scope="module")
+def many_images():
+    # 2**24 + 2 images of one pixel (64 MiB): float32 cannot hold 2**24 + 1, so a batch index
+    # cast to float32 with the boxes selects image 2**24 instead
+    n = 2**24 + 2
+    x = np.zeros((n, 1, 1, 1), np.float32)
+    x[2**24, 0, 0, 0] = 5.0
+    x[2**24 + 1, 0, 0, 0] = 7.0
+    return x
+
+
+@pytest.mark.parametrize("op", ["pool", "align", "warp"])
+def test_batch_index_beyond_float32_is_exact(many_images, op):
+    x = many_images
+    r = np.array([[2**24 + 1, 0, 0, 0, 0], [2**24, 0, 0, 0, 0]], np.float64)
+    fwd = {"pool": roicore.roi_pool, "align": roicore.roi_align, "warp": roicore.roi_warp}[op]
+    bwd = {"pool": roicore.roi_pool_backward, "align": roicore.roi_align_backward,
+           "warp": roicore.roi_warp_backward}[op]
+    y = fwd(x, r, 1)
+    assert y[:, 0, 0, 0].tolist() == [7.0, 5.0]  # a 1x1 map: every op gives the pixel
+    g = bwd(np.array([3.0, 2.0], np.float32).reshape(2, 1, 1, 1), x, r, 1)
+    nz = np.flatnonzero(g)
+    assert nz.tolist() == [2**24, 2**24 + 1] and g.ravel()[nz].tolist() == [2.0, 3.0]
+    # the same with the list form of rois is not needed: rois_to_array builds float64
+
+
+# --------------------------------------------------------------------------- 4. interrupts
+_LONG = """
+    import sys, numpy as np, roicore
+    op = sys.argv[1]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 16, 64, 64)).astype(np.float32)
+    K = 20000
+    xy = rng.uniform(0, 40, (K, 2))
+    r = np.concatenate([rng.integers(0, 2, (K, 1)), xy, xy + 20], 1).astype(np.float32)
+    g = np.ones((K, 16, 7, 7), np.float32)
+    if op == "pool":
+        xp = rng.standard_normal((1, 16, 1400, 1400)).astype(np.float32)
+        rp = np.array([[0, 0, 0, 1399, 1399]] * 20000, np.float32)
+    print("start", flush=True)
+    if op == "align":      # ~1.6e10 bilinear samples x channels: minutes
+        roicore.roi_align(x, r, 7, 1.0, 32, num_threads=2)
+    elif op == "align_bwd":  # one image's 10000 RoIs: cut into segments
+        roicore.roi_align_backward(g, x, r, 7, 1.0, 32, num_threads=2)
+    else:                  # the whole 1400x1400 map per RoI, 20000 times
+        roicore.roi_pool(xp, rp, 1, num_threads=2)
+    print("finished", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+@pytest.mark.parametrize("op", ["align", "align_bwd", "pool"])
+def test_long_call_is_interruptible(op):
+    # Liveness, not speed: the call would run for minutes; after SIGINT it must stop with
+    # KeyboardInterrupt well before that (the kernels check for signals between chunks).
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    code = "import sys; sys.argv[1:] = " + repr([op]) + "\n" + textwrap.dedent(_LONG)
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == "start"
+        time.sleep(1.0)  # inside the kernels by now
+        p.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert "finished" not in out, "the call completed before the signal: make it longer"
+    assert p.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    print(f"{op}: stopped {waited:.2f} s after SIGINT")
+
+
+def _cases(rng, C, layout):
+    N, H, W, K = 2, 9, 11, 30
+    x = rng.standard_normal((N, C, H, W))
+    x[..., ::2, ::3] = np.round(x[..., ::2, ::3])  # ties for the max modes
+    x = x.astype(np.float32)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x, _rois(rng, K, N, H, W)
+
+
+_OPS = [
+    ("pool", roicore.roi_pool, roicore.roi_pool_backward, {}),
+    ("align", roicore.roi_align, roicore.roi_align_backward, {"sampling_ratio": -1}),
+    ("align-max", roicore.roi_align, roicore.roi_align_backward,
+     {"sampling_ratio": 2, "mode": "max", "aligned": True}),
+    ("warp", roicore.roi_warp, roicore.roi_warp_backward, {"sampling_ratio": 2}),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("C", [1, 5, 40])
+def test_any_chunking_is_bit_identical(layout, C):
+    # chunks of one item each (a signal check after every item) against the default
+    rng = np.random.default_rng(C)
+    x, r = _cases(rng, C, layout)
+    ref = {}
+    for name, f, b, kw in _OPS:
+        y = f(x, r, (3, 2), 0.7, layout=layout, **kw)
+        ref[name] = (y, b(np.ones_like(y), x, r, (3, 2), 0.7, layout=layout, **kw))
+    old = _cpu._set_chunk_work(1e-9)
+    try:
+        for isa in ("reference", "auto"):
+            _cpu.set_cpu_isa(isa)
+            for policy in (0, 1, 2):
+                _cpu._set_pack_policy(policy)
+                for nt in (1, 3):
+                    for name, f, b, kw in _OPS:
+                        y = f(x, r, (3, 2), 0.7, layout=layout, num_threads=nt, **kw)
+                        gi = b(np.ones_like(y), x, r, (3, 2), 0.7, layout=layout,
+                               num_threads=nt, **kw)
+                        np.testing.assert_array_equal(y, ref[name][0], err_msg=name)
+                        np.testing.assert_array_equal(gi, ref[name][1], err_msg=name)
+    finally:
+        _cpu._set_chunk_work(old)
+        _cpu.set_cpu_isa("auto")
+        _cpu._set_pack_policy(0)
+
+
+# --------------------------------------------------------------------------- 5. cost limit
+def test_limits_match_the_header():
+    text = (ROOT / "src" / "include" / "roicore" / "roi_common.h").read_text()
+
+    def define(name):
+        return float(re.search(rf"#define {name} ([0-9.]+)", text).group(1))
+
+    assert define("RC_BIN_SAMPLE_LIMIT") == _limits.BIN_SAMPLE_LIMIT
+    assert define("RC_SIDE_SAMPLE_LIMIT") == _limits.SIDE_SAMPLE_LIMIT
+    assert define("RC_ROI_SAMPLE_LIMIT") == _limits.ROI_SAMPLE_LIMIT
+    assert define("RC_CALL_SAMPLE_LIMIT") == _limits.CALL_SAMPLE_LIMIT
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_long_thin_box_runs_like_torchvision(scale):
+    # a 1e6 x 5 box with output (2, 3) and the adaptive grid: 333334 x 3 (scale 1) or
+    # 83334 x 1 (scale 1/4) samples per bin.  The old limit (65536 per bin side) refused it.
+    tv = pytest.importorskip("torchvision")
+    import torch
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 8, 64)).astype(np.float32)
+    r = np.array([[0, 0.5, 1.0, 1e6, 6.0], [0, 3, 1, 40, 7]], np.float32)
+    for aligned in (False, True):
+        got = roicore.roi_align(x, r, (2, 3), scale, -1, aligned)
+        exp = tv.ops.roi_align(torch.from_numpy(x), torch.from_numpy(r), (2, 3), scale, -1,
+                               aligned).numpy()
+        np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
+        g = roicore.roi_align_backward(np.ones_like(got), x, r, (2, 3), scale, -1, aligned)
+        xt = torch.from_numpy(x).requires_grad_(True)
+        tv.ops.roi_align(xt, torch.from_numpy(r), (2, 3), scale, -1, aligned).sum().backward()
+        np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_huge_sampling_ratio_is_refused_with_the_fix():
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    r = np.array([[0, 0, 0, 4, 4]] * 100, np.float32)
+    with pytest.raises(ValueError, match=r"`sampling_ratio`=65536 gives 4\.29e\+09 samples per "
+                                         r"bin .*pass a smaller `sampling_ratio`"):
+        roicore.roi_align(x, r, 7, 1.0, 65536)
+    with pytest.raises(ValueError, match=r"`sampling_ratio`=65536 gives"):
+        roicore.roi_align_backward(np.zeros((100, 4, 7, 7), np.float32), x, r, 7, 1.0, 65536)
+    # 4096**2 = 2**24 samples per bin is allowed per bin, but not 49 such bins per RoI
+    with pytest.raises(ValueError, match=r"RoI 0 needs 8\.22e\+08 samples \(output bins x "
+                                         r"samples per bin\) with `sampling_ratio`=4096"):
+        roicore.roi_align(x, r, 7, 1.0, 4096)
+    # 2**28 samples per RoI is allowed, but 100 RoIs x 64 channels of it is above the
+    # per-call limit
+    x64 = np.zeros((1, 64, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"this call needs 1\.72e\+12 bilinear samples"):
+        roicore.roi_align(x64, r, 16, 1.0, 1024)
+    with pytest.raises(ValueError, match=r"RoI 0 needs .* samples along one side"):
+        roicore.roi_warp(x, r[:1], (1000, 1), 1.0, 4096)
+
+
+def test_adaptive_grid_above_the_bin_limit_names_the_roi():
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    r = np.array([[0, 0, 0, 4, 4], [0, 0, 0, 8000, 8000]], np.float64)
+    with pytest.raises(ValueError, match=r"RoI 1 needs 6\.4e\+07 samples per bin with the "
+                                         r"adaptive grid.*pass a positive `sampling_ratio`"):
+        roicore.roi_align(x, r, 1)
+    assert np.isfinite(roicore.roi_align(x, r, 1, 1.0, 2)).all()  # a fixed grid is fine
+
+
+# --------------------------------------------------------------------------- 6. alignment
+def _misaligned(a):
+    buf = bytearray(a.nbytes + 1)
+    m = np.frombuffer(buf, a.dtype, count=a.size, offset=1).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned
+    return m
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_misaligned_buffers(dtype, layout):
+    rng = np.random.default_rng(6)
+    x, r = _cases(rng, 5, layout)
+    x, r = x.astype(dtype), r.astype(dtype)
+    for name, f, b, kw in _OPS:
+        y = f(x, r, 3, 0.5, layout=layout, **kw)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        gi = b(g, x, r, 3, 0.5, layout=layout, **kw)
+        xm, rm, gm = _misaligned(x), _misaligned(r), _misaligned(g)
+        np.testing.assert_array_equal(f(xm, rm, 3, 0.5, layout=layout, **kw), y, err_msg=name)
+        out = _misaligned(np.zeros_like(y))
+        res = f(xm, rm, 3, 0.5, layout=layout, out=out, **kw)
+        assert res is out
+        np.testing.assert_array_equal(out, y, err_msg=name)
+        np.testing.assert_array_equal(b(gm, xm, rm, 3, 0.5, layout=layout, **kw), gi,
+                                      err_msg=name)
