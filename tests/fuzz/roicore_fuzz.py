@@ -284,7 +284,9 @@ def _np_view(a: Any, how: str) -> Any:
         a.flags.writeable = False
         return a
     if how == "rank3":
-        return a[:, 0] if a.ndim == 4 else a
+        if a.ndim == 4:
+            return a[:, 0] if a.shape[1] else np.zeros((a.shape[0], *a.shape[2:]), a.dtype)
+        return a
     if how == "rank5":
         return a[None]
     return a
