@@ -253,12 +253,13 @@ def test_c_round_is_c_round():
 
 def _cpu_cost(plan, x, r):
     # the CPU kernels' own sampled_cost (roi_cpu.h), as the CPU backend calls it
-    from roicore import _cpu, _cpu_backend
+    from roicore import _cpu
+    from roicore import _validation as V
 
     T = np.float64 if x.dtype == np.float64 else np.float32
     rc = np.ascontiguousarray(r, T)
     out = np.empty(plan.shapes.out_shape, T)
-    return _cpu.sampled_cost_of(np.ascontiguousarray(x, T), rc, _cpu_backend.batch_indices(r),
+    return _cpu.sampled_cost_of(np.ascontiguousarray(x, T), rc, V.batch_indices(r),
                                 out, plan.kind, plan.aligned, plan.sampling_ratio,
                                 plan.spatial_scale, plan.channels_last)
 
