@@ -1,7 +1,7 @@
 """Public operators: validate once, then dispatch on the array type.
 
 NumPy arrays run on the Cython/OpenMP CPU backend (:mod:`roicore._cpu`);
-CuPy arrays run on the CUDA backend (:mod:`roicore._gpu`, imported lazily so
+CuPy arrays run on the CUDA backend (:mod:`roicore._backends.cuda`, imported lazily so
 ``import roicore`` never imports CuPy).  Any other array with ``__dlpack__``
 (torch, JAX, ...) is viewed zero-copy as NumPy or CuPy according to its
 ``__dlpack_device__`` and the result is returned as the caller's type
@@ -77,12 +77,12 @@ def _backend(input: Any, *others: Any) -> Any:
         if kind == "cupy" and o.device != input.device:
             raise TypeError(f"`{name}` is on {o.device} but `input` is on {input.device}")
     if kind == "numpy":
-        from . import _cpu_backend
+        from ._backends import cpu
 
-        return _cpu_backend
-    from . import _gpu  # lazy: never import cupy for NumPy input
+        return cpu
+    from ._backends import cuda  # lazy: never import cupy for NumPy input
 
-    return _gpu
+    return cuda
 
 
 def _prepare(

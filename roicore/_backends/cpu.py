@@ -8,7 +8,7 @@ from the caller's ``rois`` before they are cast to the compute dtype
 (float32 holds integers exactly only up to 2**24).  The thread count is
 clamped to the kernels' ceiling (:func:`roicore._cpu.thread_ceiling`), and
 a sampled op is refused when its sampling cost is above a limit
-(:mod:`roicore._limits`).  The kernels check for Ctrl-C between bounded
+(:mod:`roicore._backends.limits`).  The kernels check for Ctrl-C between bounded
 chunks of work, so a long call raises KeyboardInterrupt promptly.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 try:
-    from . import _cpu
+    from .. import _cpu
 except ImportError as exc:  # a source checkout on sys.path without its built extension
     import os as _os
 
@@ -29,8 +29,8 @@ except ImportError as exc:  # a source checkout on sys.path without its built ex
         f"the installed package. Build it in place with `pip install -e .` (or run from "
         f"another directory)."
     ) from exc
-from . import _limits
-from . import _validation as V
+from .. import _validation as V
+from . import limits as _limits
 
 xp = np
 
@@ -40,7 +40,7 @@ _ERRORS = {
         "call"),
     # checked (with a precise message) before the kernels run; kept as a backstop
     2: (ValueError, "the sampling cost of this call is above roicore's limits "
-        "(see roicore._limits); pass a smaller `sampling_ratio` or check `rois`"),
+        "(see roicore._backends.limits); pass a smaller `sampling_ratio` or check `rois`"),
     3: (KeyboardInterrupt, "interrupted"),
 }
 

@@ -2,14 +2,14 @@
 
 Imported lazily by :func:`roicore._api._backend`, only for CuPy input, so
 ``import roicore`` never imports CuPy.  Same interface as
-:mod:`roicore._cpu_backend`: ``xp``, ``check_rois``, ``forward``,
+:mod:`roicore._backends.cpu`: ``xp``, ``check_rois``, ``forward``,
 ``backward``.
 
 * The kernels are compiled by NVRTC through ``cupy.RawModule`` at first use,
   once per device, dtype and layout (``cupy.memoize(for_each_device=True)``;
   CuPy also keeps the binaries in its on-disk kernel cache).  The source has
   ``roi_common.h`` pasted in and its hash among the options
-  (:mod:`roicore._cuda_source`), so an edited header never reuses a stale
+  (:mod:`roicore._backends.cuda_source`), so an edited header never reuses a stale
   binary.
 * Launches go to CuPy's current stream of the input's device, inside
   ``with x.device:``; the hot path has no device-to-host copy except the RoI
@@ -37,10 +37,10 @@ from typing import Any
 import cupy
 import numpy as np
 
-from . import _cuda_source as S
-from . import _limits
-from . import _validation as V
-from ._gpu_config import checks_enabled, sampling_cost
+from .. import _validation as V
+from . import cuda_source as S
+from . import limits as _limits
+from .gpu_checks import checks_enabled, sampling_cost
 
 xp = cupy
 
@@ -109,8 +109,8 @@ def _host_rois(rois: Any, N: int) -> np.ndarray | None:
 
 def _check_grid(plan: Any, host: np.ndarray | None, T: np.dtype) -> None:
     """Raise the CPU backend's ValueError when the call is above a sampling
-    limit (:mod:`roicore._limits`), from the host copy (roi_common.h's
-    arithmetic replayed in NumPy, :func:`roicore._gpu_config.sampling_cost`).
+    limit (:mod:`roicore._backends.limits`), from the host copy (roi_common.h's
+    arithmetic replayed in NumPy, :func:`roicore._backends.gpu_checks.sampling_cost`).
     With the check off the kernels give 0 for a RoI above the per-bin or
     per-side limit instead."""
     if host is None or plan.op != "sampled":

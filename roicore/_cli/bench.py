@@ -1,6 +1,6 @@
 """``python -m roicore bench``: time roicore against every installed peer.
 
-On the standard workloads of :mod:`roicore._workloads`, in one process, on
+On the standard workloads of :mod:`roicore._cli.workloads`, in one process, on
 the same arrays, with matched thread counts:
 
 - roicore (``num_threads=T``, the chosen ``--layout``);
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _workloads
+from . import workloads as _workloads
 
 #: Repeats per implementation (the median is reported).
 DEFAULT_REPEAT = 7
@@ -435,7 +435,7 @@ def _report(cases: list[Case]) -> list[str]:
 
 
 def _cpu_isa() -> str:
-    from . import _cpu
+    from .. import _cpu
 
     return str(_cpu.cpu_isa())
 
