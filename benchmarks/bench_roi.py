@@ -19,7 +19,7 @@ CuPy or a CUDA device) or that the library lacks (RoI Warp outside roicore,
 backward in ONNX/OpenVINO, a thread count on the GPU) is skipped:
 ``NotImplementedError`` in ``setup``, which asv records as "n/a".
 
-Workloads are the standard ones of :mod:`roicore._workloads` (fixed seeds,
+Workloads are the standard ones of :mod:`roicore._cli.workloads` (fixed seeds,
 float32): RoI Align on W1 and W3, RoI Pool on W4 (W1's arrays), RoI Warp on
 W1's geometry; backward on W1 and W4 only.  Every implementation runs with
 roicore's default thread count (all cores, or OMP_NUM_THREADS), peers set to
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import roicore
-from roicore import _workloads
+from roicore._cli import workloads as _workloads
 
 IMPLEMENTATIONS = ("roicore", "roicore-nhwc", "roicore-gpu", "torchvision", "onnxruntime",
                    "openvino")
@@ -146,7 +146,7 @@ def _peer_call(impl: str, op: str, direction: str, w: _workloads.Workload, threa
         raise NotImplementedError(f"{impl} has no RoI {op.capitalize()}")
     if direction not in directions:
         raise NotImplementedError(f"{impl} has no {direction} pass")
-    from roicore import _bench
+    from roicore._cli import bench as _bench
 
     x, rois = w.input(np.float32), w.rois(np.float32)
     if impl == "torchvision":

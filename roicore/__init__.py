@@ -14,7 +14,7 @@ from ._api import (
     roi_warp,
     roi_warp_backward,
 )
-from ._gpu_config import gpu_checks
+from ._backends.gpu_checks import gpu_checks
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,7 @@ def openmp_enabled() -> bool:
         False for a serial build (a compiler without OpenMP, or
         ``ROICORE_NO_OPENMP=1`` at build time).
     """
-    from ._cpu_backend import _cpu
+    from ._backends.cpu import _cpu
 
     return bool(_cpu.openmp_enabled())
 
@@ -42,7 +42,7 @@ def default_num_threads() -> int:
         OpenMP's current default team size (honours ``OMP_NUM_THREADS`` and
         threadpoolctl limits).
     """
-    from ._cpu_backend import _cpu
+    from ._backends.cpu import _cpu
 
     return int(_cpu.max_threads())
 

@@ -18,15 +18,15 @@ DESCRIPTION = (
 )
 
 COMMANDS = {
-    "demo": ("roicore._demo",
+    "demo": ("roicore._cli.demo",
              "worked example: RoI Pool, RoI Align and RoI Warp on one small 8x8 feature map"),
-    "info": ("roicore._info",
+    "info": ("roicore._cli.info",
              "show the version, threads, CPU instruction set, CUDA compilers and GPUs"),
-    "explain": ("roicore._explain",
+    "explain": ("roicore._cli.explain",
                 "draw where an operator's bins and sampling points fall on a map (PNG)"),
-    "bench": ("roicore._bench",
+    "bench": ("roicore._cli.bench",
               "time roicore against the other installed libraries (torchvision, onnxruntime)"),
-    "cuda-check": ("roicore._cuda_check",
+    "cuda-check": ("roicore._cli.cuda_check",
                    "compile every GPU kernel with NVRTC or nvcc (no GPU needed)"),
 }
 

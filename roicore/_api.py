@@ -1,7 +1,7 @@
 """Public operators: validate once, then dispatch on the array type.
 
-NumPy arrays run on the Cython/OpenMP CPU backend (:mod:`roicore._cpu`);
-CuPy arrays run on the CUDA backend (:mod:`roicore._gpu`, imported lazily so
+NumPy arrays run on the Cython/OpenMP CPU backend (:mod:`roicore._backends.cpu`);
+CuPy arrays run on the CUDA backend (:mod:`roicore._backends.cuda`, imported lazily so
 ``import roicore`` never imports CuPy).  Any other array with ``__dlpack__``
 (torch, JAX, ...) is viewed zero-copy as NumPy or CuPy according to its
 ``__dlpack_device__`` and the result is returned as the caller's type
@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _interop
 from . import _validation as V
+from ._backends import shared
 
 #: Kinds of sampled operator (must match roi_common.h).
 ALIGN, WARP, MNC = 0, 1, 2
@@ -77,12 +78,12 @@ def _backend(input: Any, *others: Any) -> Any:
         if kind == "cupy" and o.device != input.device:
             raise TypeError(f"`{name}` is on {o.device} but `input` is on {input.device}")
     if kind == "numpy":
-        from . import _cpu_backend
+        from ._backends import cpu
 
-        return _cpu_backend
-    from . import _gpu  # lazy: never import cupy for NumPy input
+        return cpu
+    from ._backends import cuda  # lazy: never import cupy for NumPy input
 
-    return _gpu
+    return cuda
 
 
 def _prepare(
@@ -117,30 +118,11 @@ def _check_grad_output(grad_output: Any, shapes: V.Shapes) -> None:
         raise TypeError(f"`grad_output` must have a floating dtype; got {grad_output.dtype}")
 
 
-def _aliases(out: Any, input: Any, rois: Any) -> bool:
-    """Does ``out`` share memory with ``input`` or with the caller's ``rois``
-    (the (K, 5) array or any per-image entry)?"""
-    if out is None:
-        return False
-    sources = [input] + (list(rois) if isinstance(rois, (list, tuple)) else [rois])
-    return any(V.may_share_memory(out, s) for s in sources)
-
-
 def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
              out: Any) -> Any:
-    """Run the forward; ``out`` that overlaps an operand gets a copy of the result.
-
-    The kernels read ``input`` and ``rois`` while they write ``out``, so an
-    ``out`` sharing memory with either would be read half-overwritten.  As in
-    NumPy's ufuncs, such a call computes into a temporary and copies it into
-    ``out`` at the end: the result is the same as without aliasing.
-    """
-    if _aliases(out, input, rois_given):
-        V.check_out(out, plan.shapes.out_shape, input.dtype)
-        res = backend.forward(plan, input, rois, None)
-        out[...] = res
-        return out
-    return backend.forward(plan, input, rois, out)
+    """Run the forward (an ``out`` that overlaps an operand gets a copy of the
+    result: :func:`roicore._backends.shared.call_forward`)."""
+    return shared.call_forward(backend, plan, input, rois_given, rois, out)
 
 
 def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,

@@ -4,7 +4,7 @@ Drop-in for ``torchvision.ops.roi_pool`` / ``roi_align`` / ``MultiScaleRoIAlign`
 (same arguments, same results), plus RoI Warp and roicore's extra options
 (``mode="max"``, ``bins="equal"``, ``compat="mnc"``, NHWC layout).  Every
 function calls an op registered with the PyTorch dispatcher
-(``torch.ops.roicore.*``, see :mod:`roicore._torch_ops`), so ``torch.compile``
+(``torch.ops.roicore.*``, see :mod:`roicore._torch.ops`), so ``torch.compile``
 (``fullgraph=True``), ``torch.export`` and the ONNX exporter (with
 :func:`onnx_translation_table`) see one opaque node per call.  CPU tensors run
 on the OpenMP kernels on views of their memory, CUDA tensors on the CuPy
@@ -34,8 +34,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
         "roicore.torch needs PyTorch: pip install torch (or pip install 'roicore[torch]')"
     ) from _exc
 
-from . import _torch_ops as _ops
 from . import _validation as V
+from ._torch import ops as _ops
 
 
 def _as_rois(boxes: Tensor | list[Tensor] | tuple[Tensor, ...], input: Tensor) -> Tensor:
@@ -486,7 +486,7 @@ def onnx_translation_table() -> dict[Any, Any]:
     >>> prog = torch.onnx.export(model, (x, rois), dynamo=True,
     ...                          custom_translation_table=table)  # doctest: +SKIP
     """
-    from . import _torch_onnx
+    from ._torch import onnx as _torch_onnx
 
     return _torch_onnx.translation_table()
 

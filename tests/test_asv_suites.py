@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import roicore
-from roicore import _workloads
+from roicore._cli import workloads as _workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from roicore import _workloads
+from roicore._cli import workloads as _workloads
 
 NAMES = list(_workloads.WORKLOADS)
 
@@ -43,7 +43,7 @@ def test_workloads_deterministic(name):
     np.testing.assert_array_equal(a.grad_output(layout="NHWC"),
                                   a.grad_output().transpose(0, 2, 3, 1))
     # and in a fresh process
-    code = (f"from roicore import _workloads as w; import hashlib; x = w.get({name!r}); "
+    code = (f"from roicore._cli import workloads as w; import hashlib; x = w.get({name!r}); "
             "print(hashlib.sha256(x.rois().tobytes() + x.input().tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.strip()

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from roicore import _explain
 from roicore.__main__ import main
+from roicore._cli import explain as _explain
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

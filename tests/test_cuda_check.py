@@ -22,12 +22,12 @@ import pytest
 
 import roicore
 from roicore import _api as A
-from roicore import _cuda_check as CC
-from roicore import _cuda_source as S
-from roicore import _cuda_tools as CT
-from roicore import _gpu_config as GC
-from roicore import _limits
 from roicore.__main__ import main
+from roicore._backends import cuda_source as S
+from roicore._backends import gpu_checks as GC
+from roicore._backends import limits as _limits
+from roicore._cli import cuda_check as CC
+from roicore._cli import cuda_tools as CT
 
 ROOT = Path(__file__).resolve().parents[1]
 # 8 kernels templated on <T, channels_last> x {float, double} x {NCHW, NHWC}
@@ -202,7 +202,8 @@ def test_sources_are_package_data():
 
 
 def test_import_roicore_does_not_import_cupy():
-    code = ("import sys, roicore, roicore._cuda_check, roicore._cuda_tools, roicore._gpu_config; "
+    code = ("import sys, roicore, roicore._cli.cuda_check, roicore._cli.cuda_tools, "
+            "roicore._backends.gpu_checks; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

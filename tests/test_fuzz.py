@@ -22,9 +22,9 @@ pytest.importorskip("hypothesis")
 import roicore_fuzz as F
 
 CALLS = int(os.environ.get("ROICORE_FUZZ_CALLS", "300"))
-# Before the kernels bound the sampling cost (roicore._limits, issue 9 item 6),
+# Before the kernels bound the sampling cost (roicore._backends.limits, issue 9 item 6),
 # `sampling_ratio=65536` ran for minutes: a known defect, not counted here then.
-_FAIL_ON = (*F.DEFECTS, "harness_error") if importlib.util.find_spec("roicore._limits") \
+_FAIL_ON = (*F.DEFECTS, "harness_error") if importlib.util.find_spec("roicore._backends.limits") \
     else (*tuple(c for c in F.DEFECTS if c != "hang"), "harness_error")
 
 

@@ -22,7 +22,7 @@ import pytest
 from cases import C, H, N, W, case_id, case_rng, make_input, make_rois
 
 import roicore
-from roicore import _gpu_config
+from roicore._backends import gpu_checks as _gpu_config
 
 # public as roicore.gpu_checks; the private path keeps these tests independent of the export
 gpu_checks = getattr(roicore, "gpu_checks", _gpu_config.gpu_checks)
@@ -196,7 +196,7 @@ def test_deterministic_many_overlapping_rois(cfg):
 def test_csr_groups_rois_by_image_in_order(n, k):
     # the deterministic backward's RoI order: the CPU backend's stable argsort by batch
     # index, invalid indices left out (built on the device by rc_roi_count / rc_roi_csr)
-    from roicore import _gpu
+    from roicore._backends import cuda as _gpu
     from roicore._validation import Shapes
 
     rng = case_rng("csr", n, k)

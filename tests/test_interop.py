@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import roicore
-from roicore import _cpu_backend, _interop
+from roicore import _interop
+from roicore._backends import cpu as _cpu_backend
 
 RNG = np.random.default_rng(0)
 X = RNG.random((2, 3, 9, 10), dtype=np.float32)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import roicore
-from roicore import _cpu, _limits
+from roicore import _cpu
+from roicore._backends import limits as _limits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
 
 The stand-in's arrays subclass ``numpy.ndarray``, so roicore would route them
 to the CPU backend; this plugin makes roicore's dispatch send them to the GPU
-backend (:mod:`roicore._gpu`), which then runs the CUDA kernels compiled for
+backend (:mod:`roicore._backends.cuda`), which then runs the CUDA kernels compiled for
 the host (see ``cupy/__init__.py`` here).
 """
 

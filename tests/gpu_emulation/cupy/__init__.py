@@ -2,7 +2,7 @@
 
 NOT CuPy: a test tool that lets ``tests/test_gpu.py`` run on a machine
 without a GPU.  ``RawModule`` compiles the very CUDA source that
-:mod:`roicore._gpu` would hand to NVRTC with the host C++ compiler instead
+:mod:`roicore._backends.cuda` would hand to NVRTC with the host C++ compiler instead
 (CUDA keywords defined away, ``-ffp-contract=off`` like the kernels'
 ``--fmad=false``), explicitly instantiates the requested kernels and calls
 them through ctypes by their Itanium-mangled names.  A launch runs one

@@ -21,11 +21,11 @@ def run(args: argparse.Namespace) -> int:
           f"NumPy {np.__version__}, {platform.machine()})")
     print(f"OpenMP: {'enabled' if roicore.openmp_enabled() else 'DISABLED (serial build)'}; "
           f"default threads: {roicore.default_num_threads()}")
-    from roicore._cpu_backend import _cpu
+    from roicore._backends.cpu import _cpu
 
     print(f"CPU kernels: {_cpu.cpu_isa()} "
           "(cap with ROICORE_CPU_ISA=reference|baseline|avx2|avx512)")
-    from roicore import _cuda_tools
+    from roicore._cli import cuda_tools as _cuda_tools
 
     nvrtc, why = _cuda_tools.find_nvrtc()
     print(f"NVRTC: {nvrtc.version()} ({nvrtc.path})" if nvrtc else f"NVRTC: not found ({why})")

@@ -8,18 +8,24 @@ from the caller's ``rois`` before they are cast to the compute dtype
 (float32 holds integers exactly only up to 2**24).  The thread count is
 clamped to the kernels' ceiling (:func:`roicore._cpu.thread_ceiling`), and
 a sampled op is refused when its sampling cost is above a limit
-(:mod:`roicore._limits`).  The kernels check for Ctrl-C between bounded
+(:mod:`roicore._backends.limits`).  The kernels check for Ctrl-C between bounded
 chunks of work, so a long call raises KeyboardInterrupt promptly.
+
+``forward`` and ``backward`` run the skeleton shared with the CUDA backend
+(:mod:`roicore._backends.shared`: ``out=``, empty input, casts) with the hooks
+below (the compute-dtype view, the cost check, the kernel calls).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 import numpy as np
 
 try:
-    from . import _cpu
+    from .. import _cpu
 except ImportError as exc:  # a source checkout on sys.path without its built extension
     import os as _os
 
@@ -29,8 +35,9 @@ except ImportError as exc:  # a source checkout on sys.path without its built ex
         f"the installed package. Build it in place with `pip install -e .` (or run from "
         f"another directory)."
     ) from exc
-from . import _limits
-from . import _validation as V
+from .. import _validation as V
+from . import limits as _limits
+from . import shared
 
 xp = np
 
@@ -40,7 +47,7 @@ _ERRORS = {
         "call"),
     # checked (with a precise message) before the kernels run; kept as a backstop
     2: (ValueError, "the sampling cost of this call is above roicore's limits "
-        "(see roicore._limits); pass a smaller `sampling_ratio` or check `rois`"),
+        "(see roicore._backends.limits); pass a smaller `sampling_ratio` or check `rois`"),
     3: (KeyboardInterrupt, "interrupted"),
 }
 
@@ -70,32 +77,40 @@ def aligned(a: Any, dtype: np.dtype) -> np.ndarray:
     return np.require(a, dtype=dtype, requirements=("C", "A"))
 
 
-def _cast(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    # float32 -> float16 may overflow (e.g. the lowest-float32 value of a bin
-    # with no winner becomes -inf): that is the intended rounding, not a warning.
-    with np.errstate(over="ignore"):
-        return a.astype(dtype)
-
-
 def _raise(err: int) -> None:
     if err:
         exc, msg = _ERRORS.get(err, (RuntimeError, f"kernel error {err}"))
         raise exc(msg)
 
 
-def _check_out(out: Any, shape: tuple, dtype: np.dtype) -> None:
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"`out` must be a numpy.ndarray for NumPy input; got {type(out)}")
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError(
-            f"`out` must have shape {shape} and dtype {dtype}; got {out.shape} {out.dtype}"
-        )
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("`out` must be C-contiguous and writeable")
+# --------------------------------------------------------------------------- the hooks of
+# the shared forward/backward skeleton (roicore._backends.shared)
+NAME = "NumPy"
+batch_indices = V.batch_indices
+to_compute = aligned
 
 
-def _check_cost(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
-                res: np.ndarray) -> None:
+def on_device(x: np.ndarray) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+def host_rois(rois: np.ndarray, N: int) -> None:
+    """Nothing: the CPU kernels compute the sampling cost themselves."""
+    return None
+
+
+def check_out_device(out: np.ndarray, x: np.ndarray) -> None:
+    return None
+
+
+def writes_into(out: np.ndarray, T: np.dtype) -> bool:
+    """The kernels write into ``out`` directly when it is of the compute dtype
+    and aligned (a misaligned ``out`` is computed into a temporary)."""
+    return out.dtype == T and out.flags.aligned
+
+
+def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
+               res: np.ndarray) -> None:
     if plan.op == "pool" or rc.shape[0] == 0:
         return
     _limits.check_sampling_cost(plan, *_cpu.sampled_cost_of(
@@ -103,22 +118,8 @@ def _check_cost(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
         plan.spatial_scale, plan.channels_last))
 
 
-def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    s = plan.shapes
-    T = V.compute_dtype(x.dtype)
-    shape = s.out_shape
-    if out is not None:
-        _check_out(out, shape, x.dtype)
-    if min(shape) == 0 or s.H == 0 or s.W == 0:
-        res = out if out is not None else np.empty(shape, x.dtype)
-        res[...] = 0
-        return res
-    batch = V.batch_indices(rois)
-    xc = aligned(x, T)
-    rc = aligned(rois, T)
-    direct = out is not None and out.dtype == T and out.flags.aligned
-    res = out if direct else np.empty(shape, T)
-    _check_cost(plan, xc, rc, batch, res)
+def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
+                res: np.ndarray) -> None:
     nt = threads(plan)
     if plan.op == "pool":
         err = _cpu.pool_fwd(xc, rc, batch, res, plan.bins, plan.spatial_scale,
@@ -127,29 +128,13 @@ def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) 
         err = _cpu.sampled_fwd(xc, rc, batch, res, plan.kind, plan.aligned, plan.max_mode,
                                plan.sampling_ratio, plan.spatial_scale, plan.channels_last, nt)
     _raise(err)
-    if direct:
-        return res
-    if out is not None:  # float16, or a misaligned `out`: copy back
-        out[...] = res if res.dtype == out.dtype else _cast(res, x.dtype)
-        return out
-    return res if res.dtype == x.dtype else _cast(res, x.dtype)
 
 
-def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
-             deterministic: bool) -> np.ndarray:
-    """Always deterministic on the CPU: ``deterministic`` is accepted for API parity."""
+def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
+                 batch: np.ndarray, deterministic: bool) -> np.ndarray:
+    """The CPU backward is always deterministic (a gather per image, in RoI order)."""
     s = plan.shapes
-    if not isinstance(grad_output, np.ndarray):
-        raise TypeError(f"`grad_output` must be a numpy.ndarray; got {type(grad_output)}")
-    T = V.compute_dtype(x.dtype)
-    if min(s.out_shape) == 0 or s.H == 0 or s.W == 0 or s.N == 0:
-        return np.zeros(x.shape, x.dtype)
-    batch = V.batch_indices(rois)
-    xc = aligned(x, T)
-    rc = aligned(rois, T)
-    gc = aligned(grad_output, T)
-    _check_cost(plan, xc, rc, batch, gc)
-    grad_in = np.zeros(xc.shape, T)
+    grad_in = np.zeros(xc.shape, xc.dtype)
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
     nt = threads(plan)
@@ -161,4 +146,18 @@ def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
                                plan.aligned, plan.max_mode, plan.sampling_ratio,
                                plan.spatial_scale, plan.channels_last, nt)
     _raise(err)
-    return grad_in if grad_in.dtype == x.dtype else _cast(grad_in, x.dtype)
+    return grad_in
+
+
+# --------------------------------------------------------------------------- backend API
+_self = sys.modules[__name__]
+
+
+def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    return shared.forward(_self, plan, x, rois, out)
+
+
+def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
+             deterministic: bool) -> np.ndarray:
+    """Always deterministic on the CPU: ``deterministic`` is accepted for API parity."""
+    return shared.backward(_self, plan, grad_output, x, rois, deterministic)

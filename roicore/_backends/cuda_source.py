@@ -1,6 +1,6 @@
 """The CUDA source of the GPU backend, as NVRTC receives it (no CuPy import).
 
-Shared by :mod:`roicore._gpu` (which hands it to ``cupy.RawModule``) and
+Shared by :mod:`roicore._backends.cuda` (which hands it to ``cupy.RawModule``) and
 ``python -m roicore cuda-check`` (which compiles the very same text with
 NVRTC or nvcc), so what the check compiles is what runs.
 
@@ -82,7 +82,7 @@ def mangled_prefix(expr: str) -> str:
 
 def source_roots() -> list[Path]:
     """Candidate source roots: the installed package data, then the checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the roicore package
     return [here / "_csrc", here.parent / "src"]
 
 

@@ -17,7 +17,7 @@ checks they agree):
 ``gh``/``gw`` are ``sampling_ratio`` when it is positive, else the adaptive
 ``ceil(roi_side / output_side)``.  The numbers come from the kernels'
 own arithmetic (CPU: ``roicore._cpu.sampled_cost_of``; GPU: its NumPy replay
-in :mod:`roicore._gpu_config`).  No import of CuPy or of the extension here.
+in :mod:`roicore._backends.gpu_checks`).  No import of CuPy or of the extension here.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 Imported lazily by :func:`roicore._api._backend`, only for CuPy input, so
 ``import roicore`` never imports CuPy.  Same interface as
-:mod:`roicore._cpu_backend`: ``xp``, ``check_rois``, ``forward``,
-``backward``.
+:mod:`roicore._backends.cpu`: ``xp``, ``check_rois``, ``forward``,
+``backward``; ``forward`` and ``backward`` run the skeleton shared with the
+CPU backend (:mod:`roicore._backends.shared`: ``out=``, empty input, casts)
+with this module's hooks (the RoI host copy, the kernel launches).
 
 * The kernels are compiled by NVRTC through ``cupy.RawModule`` at first use,
   once per device, dtype and layout (``cupy.memoize(for_each_device=True)``;
   CuPy also keeps the binaries in its on-disk kernel cache).  The source has
   ``roi_common.h`` pasted in and its hash among the options
-  (:mod:`roicore._cuda_source`), so an edited header never reuses a stale
+  (:mod:`roicore._backends.cuda_source`), so an edited header never reuses a stale
   binary.
 * Launches go to CuPy's current stream of the input's device, inside
   ``with x.device:``; the hot path has no device-to-host copy except the RoI
@@ -31,16 +33,18 @@ Imported lazily by :func:`roicore._api._backend`, only for CuPy input, so
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
 import cupy
 import numpy as np
 
-from . import _cuda_source as S
-from . import _limits
-from . import _validation as V
-from ._gpu_config import checks_enabled, sampling_cost
+from .. import _validation as V
+from . import cuda_source as S
+from . import limits as _limits
+from . import shared
+from .gpu_checks import checks_enabled, sampling_cost
 
 xp = cupy
 
@@ -93,7 +97,7 @@ def check_rois(rois: Any, N: int) -> None:
     _tls.last = (rois, host)
 
 
-def _host_rois(rois: Any, N: int) -> np.ndarray | None:
+def host_rois(rois: Any, N: int) -> np.ndarray | None:
     """The host copy made by :func:`check_rois` for this call (None when the
     checks are off); validates afresh if ``check_rois`` was not called."""
     last = getattr(_tls, "last", None)
@@ -107,18 +111,20 @@ def _host_rois(rois: Any, N: int) -> np.ndarray | None:
     return host
 
 
-def _check_grid(plan: Any, host: np.ndarray | None, T: np.dtype) -> None:
+def check_cost(plan: Any, host: np.ndarray | None, xc: Any, rc: Any, batch: Any,
+               res: Any) -> None:
     """Raise the CPU backend's ValueError when the call is above a sampling
-    limit (:mod:`roicore._limits`), from the host copy (roi_common.h's
-    arithmetic replayed in NumPy, :func:`roicore._gpu_config.sampling_cost`).
+    limit (:mod:`roicore._backends.limits`), from the host copy (roi_common.h's
+    arithmetic replayed in NumPy, :func:`roicore._backends.gpu_checks.sampling_cost`).
     With the check off the kernels give 0 for a RoI above the per-bin or
     per-side limit instead."""
     if host is None or plan.op != "sampled":
         return
+    T = np.dtype(xc.dtype)
     _limits.check_sampling_cost(plan, *sampling_cost(plan, np.ascontiguousarray(host, dtype=T)))
 
 
-def _batch(rois: Any) -> Any:
+def batch_indices(rois: Any) -> Any:
     """Exact int64 batch indices from the caller's ``rois`` (K, 5), before the
     cast to the compute dtype (float32 holds integers exactly only up to
     2**24).  Invalid values (checks off) are bounds-checked by the kernels."""
@@ -138,21 +144,21 @@ def _sampled_flags(plan: Any) -> tuple:
             np.int32(max(int(plan.sampling_ratio), 0)))
 
 
-def _as_T(a: Any, T: np.dtype) -> Any:
+def to_compute(a: Any, T: np.dtype) -> Any:
     return cupy.ascontiguousarray(cupy.asarray(a, dtype=T))
 
 
-def _check_out(out: Any, shape: tuple, dtype: np.dtype, device: Any) -> None:
-    if not isinstance(out, cupy.ndarray):
-        raise TypeError(f"`out` must be a cupy.ndarray for CuPy input; got {type(out)}")
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError(
-            f"`out` must have shape {shape} and dtype {dtype}; got {out.shape} {out.dtype}"
-        )
-    if not out.flags.c_contiguous:
-        raise ValueError("`out` must be C-contiguous")
-    if out.device != device:
-        raise ValueError(f"`out` is on {out.device} but `input` is on {device}")
+def check_out_device(out: Any, x: Any) -> None:
+    if out.device != x.device:
+        raise ValueError(f"`out` is on {out.device} but `input` is on {x.device}")
+
+
+def writes_into(out: Any, T: np.dtype) -> bool:
+    return out.dtype == T
+
+
+def on_device(x: Any) -> Any:
+    return x.device
 
 
 def _csr(rc: Any, batch: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple[Any, Any]:
@@ -170,78 +176,59 @@ def _csr(rc: Any, batch: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple
     return order, starts
 
 
-# --------------------------------------------------------------------------- backend API
-def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
+# --------------------------------------------------------------------------- kernels
+def run_forward(plan: Any, xc: Any, rc: Any, batch: Any, res: Any) -> None:
     s = plan.shapes
-    T = np.dtype(V.compute_dtype(x.dtype))
-    shape = s.out_shape
-    with x.device:
-        host = _host_rois(rois, s.N)
-        if out is not None:
-            _check_out(out, shape, x.dtype, x.device)
-        if min(shape) == 0 or s.H == 0 or s.W == 0:
-            res = out if out is not None else cupy.empty(shape, x.dtype)
-            res.fill(0)
-            return res
-        _check_grid(plan, host, T)
-        batch = _batch(rois)
-        xc = _as_T(x, T)
-        rc = _as_T(rois, T)
-        direct = out is not None and out.dtype == T
-        res = out if direct else cupy.empty(shape, T)
-        ct, cl = S.ctype(T), plan.channels_last
-        total = s.K * s.C * s.PH * s.PW
-        scale = T.type(plan.spatial_scale)
-        if plan.op == "pool":
-            _launch("rc_pool_fwd", ct, cl, total,
-                    (xc, rc, batch, res, *_dims(s), scale, np.int32(plan.bins)))
+    T = np.dtype(xc.dtype)
+    ct, cl = S.ctype(T), plan.channels_last
+    total = s.K * s.C * s.PH * s.PW
+    scale = T.type(plan.spatial_scale)
+    if plan.op == "pool":
+        _launch("rc_pool_fwd", ct, cl, total,
+                (xc, rc, batch, res, *_dims(s), scale, np.int32(plan.bins)))
+    else:
+        _launch("rc_sampled_fwd", ct, cl, total,
+                (xc, rc, batch, res, *_dims(s), scale, *_sampled_flags(plan)))
+
+
+def run_backward(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any, deterministic: bool) -> Any:
+    s = plan.shapes
+    T = np.dtype(xc.dtype)
+    ct, cl = S.ctype(T), plan.channels_last
+    dims = _dims(s)
+    scale = T.type(plan.spatial_scale)
+    n_out = s.K * s.C * s.PH * s.PW
+    n_in = s.N * s.C * s.H * s.W
+    pool = plan.op == "pool"
+    extra = (np.int32(plan.bins),) if pool else _sampled_flags(plan)
+    if deterministic:
+        order, starts = _csr(rc, batch, s, ct, cl)
+        grad_in = cupy.empty(xc.shape, T)  # the gather writes every element
+        if pool or plan.max_mode:
+            winner = cupy.empty(s.out_shape, cupy.int64)
+            _launch("rc_pool_arg" if pool else "rc_sampled_arg", ct, cl, n_out,
+                    (xc, rc, batch, winner, *dims, scale, *extra))
         else:
-            _launch("rc_sampled_fwd", ct, cl, total,
-                    (xc, rc, batch, res, *_dims(s), scale, *_sampled_flags(plan)))
-        if direct or res.dtype == x.dtype:
-            return res
-        if out is not None:
-            out[...] = res
-            return out
-        return res.astype(x.dtype)
+            winner = cupy.empty((1,), cupy.int64)  # not read in avg mode
+        _launch("rc_pool_bwd_gather" if pool else "rc_sampled_bwd_gather", ct, cl, n_in,
+                (gc, winner, rc, batch, order, starts, grad_in, *dims, scale, *extra))
+    else:
+        grad_in = cupy.zeros(xc.shape, T)
+        _launch("rc_pool_bwd_atomic" if pool else "rc_sampled_bwd_atomic", ct, cl, n_out,
+                (gc, xc, rc, batch, grad_in, *dims, scale, *extra))
+    return grad_in
+
+
+# --------------------------------------------------------------------------- backend API
+NAME = "CuPy"
+_self = sys.modules[__name__]
+
+
+def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
+    return shared.forward(_self, plan, x, rois, out)
 
 
 def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool) -> Any:
     """Atomic scatter by default; ``deterministic=True``: atomic-free gather,
     bit-identical run to run (and summed in the CPU backend's order)."""
-    s = plan.shapes
-    if not isinstance(grad_output, cupy.ndarray):
-        raise TypeError(f"`grad_output` must be a cupy.ndarray; got {type(grad_output)}")
-    T = np.dtype(V.compute_dtype(x.dtype))
-    with x.device:
-        host = _host_rois(rois, s.N)
-        if min(s.out_shape) == 0 or s.H == 0 or s.W == 0 or s.N == 0:
-            return cupy.zeros(x.shape, x.dtype)
-        _check_grid(plan, host, T)
-        batch = _batch(rois)
-        xc = _as_T(x, T)
-        rc = _as_T(rois, T)
-        gc = _as_T(grad_output, T)
-        ct, cl = S.ctype(T), plan.channels_last
-        dims = _dims(s)
-        scale = T.type(plan.spatial_scale)
-        n_out = s.K * s.C * s.PH * s.PW
-        n_in = s.N * s.C * s.H * s.W
-        pool = plan.op == "pool"
-        extra = (np.int32(plan.bins),) if pool else _sampled_flags(plan)
-        if deterministic:
-            order, starts = _csr(rc, batch, s, ct, cl)
-            grad_in = cupy.empty(xc.shape, T)  # the gather writes every element
-            if pool or plan.max_mode:
-                winner = cupy.empty(s.out_shape, cupy.int64)
-                _launch("rc_pool_arg" if pool else "rc_sampled_arg", ct, cl, n_out,
-                        (xc, rc, batch, winner, *dims, scale, *extra))
-            else:
-                winner = cupy.empty((1,), cupy.int64)  # not read in avg mode
-            _launch("rc_pool_bwd_gather" if pool else "rc_sampled_bwd_gather", ct, cl, n_in,
-                    (gc, winner, rc, batch, order, starts, grad_in, *dims, scale, *extra))
-        else:
-            grad_in = cupy.zeros(xc.shape, T)
-            _launch("rc_pool_bwd_atomic" if pool else "rc_sampled_bwd_atomic", ct, cl, n_out,
-                    (gc, xc, rc, batch, grad_in, *dims, scale, *extra))
-        return grad_in if grad_in.dtype == x.dtype else grad_in.astype(x.dtype)
+    return shared.backward(_self, plan, grad_output, x, rois, deterministic)

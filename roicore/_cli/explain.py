@@ -1,6 +1,6 @@
 """``python -m roicore explain``: draw an operator's bins and sampling points.
 
-The seed's 8x8 feature map (:data:`roicore._demo.SEED_MAP`) with its values,
+The seed's 8x8 feature map (:data:`roicore._cli.demo.SEED_MAP`) with its values,
 the RoI, the bins of the chosen operator and, for RoI Align / RoI Warp, the
 bilinear sampling points with their interpolated values; the PH x PW result
 (computed by roicore itself) is drawn beside it in the bins' colours.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._demo import SEED_MAP, SEED_ROI
+from .demo import SEED_MAP, SEED_ROI
 
 #: Largest output side the figure draws legibly.
 MAX_SIDE = 8
@@ -279,7 +279,7 @@ def geometry(op: str, *, roi: tuple[float, float, float, float] | None = None,
 def roicore_output(op: str, *, roi=None, output_size=2, spatial_scale=1.0, bins="equal",
                    sampling_ratio=2, aligned=False, mode="avg", compat=None) -> np.ndarray:
     """The same op computed by roicore on the seed map (float32, as the demo), shape (PH, PW)."""
-    from . import _api
+    from .. import _api
 
     x = SEED_MAP[None, None]
     r = SEED_ROI if roi is None else np.array([[0.0, *roi]], np.float32)

@@ -6,7 +6,7 @@ architecture, with every template instantiation the GPU backend can ask for
 (each kernel x dtype x layout, the deterministic-backward kernels included),
 then checks that each one is in the resulting cubin.  No GPU is needed.
 
-Compilers (found as described in :mod:`roicore._cuda_tools`):
+Compilers (found as described in :mod:`roicore._cli.cuda_tools`):
 
 * ``nvrtc``: NVIDIA's run-time compiler, the one CuPy uses, located and loaded
   by ``cuda-pathfinder`` and called through ``cuda-bindings``; kernels are
@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import _cuda_source as S
-from . import _cuda_tools as T
+from .._backends import cuda_source as S
+from . import cuda_tools as T
 
 DEFAULT_ARCH = "sm_80"
 _ARCH_RE = re.compile(r"^(sm|compute)_\d+[a-z]?$")

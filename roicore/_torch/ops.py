@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _api
+from .. import _api
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

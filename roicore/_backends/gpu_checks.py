@@ -3,7 +3,7 @@
 For CuPy input, roicore copies ``rois`` to the host once per call to check
 that batch indices are integers in ``[0, N)``, that coordinates are finite
 and that the sampling cost is within roicore's limits (samples per bin,
-per RoI side and per call, :mod:`roicore._limits`).  That copy synchronises
+per RoI side and per call, :mod:`roicore._backends.limits`).  That copy synchronises
 the current stream.  Skip it with::
 
     with roicore.gpu_checks(False):
@@ -150,9 +150,9 @@ def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple:
 
 
 def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:
-    """True when the call is above a sampling limit of :mod:`roicore._limits`
+    """True when the call is above a sampling limit of :mod:`roicore._backends.limits`
     (the CPU backend refuses exactly these calls)."""
-    from . import _limits
+    from . import limits as _limits
 
     mb, _, ms, _, mr, _, tot = sampling_cost(plan, rois_T)
     return (mb > _limits.BIN_SAMPLE_LIMIT or ms > _limits.SIDE_SAMPLE_LIMIT
