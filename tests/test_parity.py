@@ -1,4 +1,4 @@
-"""Randomized parity between roicore and the NumPy oracle (tests/reference.py).
+"""Randomized parity between roicore and the NumPy oracle (tests/support/reference.py).
 
 Every case draws its own input map and a mixed bag of RoIs (inside, partly outside, fully
 outside, degenerate x2 < x1, strongly degenerate, sub-pixel, 10x the map, half-integer and
