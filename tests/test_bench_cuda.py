@@ -1,7 +1,7 @@
 """``python -m roicore bench --device cuda`` without a GPU.
 
 Without CuPy (or a device) the command exits 2 with one line naming "no CUDA
-device".  On the host emulation of CuPy (``tests/gpu_emulation``, see
+device".  On the host emulation of CuPy (``tests/support/gpu_emulation``, see
 ``tests/test_cuda_check.py``) the roicore rows run end to end: the kernels
 compiled for the host, ``cupy.cuda.Device().synchronize()`` a no-op, torchvision
 hidden.  The real timings (and the torchvision rows) need a GPU:
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EMULATION = ROOT / "tests" / "gpu_emulation"
+EMULATION = ROOT / "tests" / "support" / "gpu_emulation"
 
 needs_gxx = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which(os.environ.get("CXX", "g++")) is None,

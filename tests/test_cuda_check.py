@@ -340,7 +340,7 @@ def test_grid_check_ignores_mnc_and_bounds_fixed_grids():
 
 # --------------------------------------------------------------------------- host emulation
 
-EMULATION = ROOT / "tests" / "gpu_emulation"
+EMULATION = ROOT / "tests" / "support" / "gpu_emulation"
 needs_gxx = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which(os.environ.get("CXX", "g++")) is None,
     reason="host emulation of the CUDA kernels needs Linux and g++ (C++20)",

@@ -127,7 +127,7 @@ def test_other_dtypes(client, dtype):
 
 
 def test_matches_the_numpy_oracle(client):
-    """Not only equal to the in-memory call: equal to tests/reference.py."""
+    """Not only equal to the in-memory call: equal to tests/support/reference.py."""
     x, rois = data(dtype=np.float64)
     got = client.compute(rd.roi_align(chunked(x), rois, (3, 2), 0.5, 2, True)).result()
     want = ref.roi_align(x, rois, (3, 2), 0.5, 2, True)

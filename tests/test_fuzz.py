@@ -1,23 +1,21 @@
-"""Bounded run of the fuzz harness (tests/fuzz/roicore_fuzz.py) in CI.
+"""Bounded run of the fuzz harness (tests/support/roicore_fuzz.py) in CI.
 
 Hypothesis mutates valid calls of every public function; each call runs in a
 worker subprocess and must end as a clean exception naming an argument, a
-result equal to tests/reference.py, or an unchecked result of the right shape
+result equal to tests/support/reference.py, or an unchecked result of the right shape
 and dtype -- never a crash, a hang, a wrong result or another exception type.
 A failure is shrunk by hypothesis and reported with its spec.  The size is
 ``ROICORE_FUZZ_CALLS`` (default 300 calls, well under a minute); for a full
-campaign run ``python tests/fuzz/roicore_fuzz.py --calls 10000``.
+campaign run ``python tests/support/roicore_fuzz.py --calls 10000``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fuzz"))
 pytest.importorskip("hypothesis")
 import roicore_fuzz as F
 

@@ -1,6 +1,6 @@
 """Issue 9 (hardening), API-level defect classes: one test group per class.
 
-Every expected value comes from tests/reference.py (the NumPy oracle), from
+Every expected value comes from tests/support/reference.py (the NumPy oracle), from
 torchvision, or is a hand value; none is derived from roicore itself.
 """
 
@@ -231,7 +231,7 @@ def test_absurd_num_threads_does_not_kill_the_process():
     """10**6 threads with thousands of RoIs: run in a subprocess so an abort
     inside the OpenMP runtime fails this test instead of killing pytest."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT, os.path.join(ROOT, "tests"), os.environ.get("PYTHONPATH", "")]))
+        [ROOT, os.path.join(ROOT, "tests", "support"), os.environ.get("PYTHONPATH", "")]))
     p = subprocess.run([sys.executable, "-c", _HUGE_THREADS], env=env, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, (p.returncode, p.stderr[-2000:])

@@ -1,7 +1,7 @@
 """roicore.jax: jax.jit / jax.grad / jax.vmap over roicore's kernels.
 
 Oracles: the eager NumPy functions (bit for bit), roicore's backward, central
-finite differences in float64, tests/reference.py, and Python loops for vmap."""
+finite differences in float64, tests/support/reference.py, and Python loops for vmap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Self-checks of the NumPy oracle (tests/reference.py) against hand-computed values.
+"""Self-checks of the NumPy oracle (tests/support/reference.py) against hand-computed values.
 
 Every expected number here is worked out by hand in the comments (not produced by the
 oracle), so these tests pin the oracle to the written semantics before it is used to judge

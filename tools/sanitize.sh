@@ -4,7 +4,7 @@
 # extension (roicore/_cpu.*.so) is never touched.
 #
 #   tools/sanitize.sh                      # the default subset below (~2 min on 2 cores)
-#   tools/sanitize.sh tests/test_kernel_hardening.py -k chunking    # any pytest arguments
+#   tools/sanitize.sh tests/test_kernels.py -k chunking    # any pytest arguments
 #   ROICORE_SANITIZE_KEEP=1 tools/sanitize.sh ...             # keep the copy (path printed)
 #
 # Any sanitizer report aborts the test process (-fno-sanitize-recover=all, ASan's
@@ -69,8 +69,8 @@ cd "$WORK"
 if [[ $# -gt 0 ]]; then
   ARGS=("$@")
 else
-  ARGS=(tests/test_reference.py tests/test_validation.py tests/test_threads.py
-        tests/test_gradients.py tests/test_kernel_hardening.py tests/test_bench.py
+  ARGS=(tests/test_reference.py tests/test_roi_pool.py tests/test_roi_align.py
+        tests/test_roi_warp.py tests/test_kernels.py tests/test_bench.py
         -k "not peak_memory and not bench_quick and not bench_options")
   for f in tests/test_hardening.py tests/test_fuzz*.py; do
     if [[ -f "$f" ]]; then ARGS=("$f" "${ARGS[@]}"); fi

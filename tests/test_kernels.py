@@ -1,4 +1,6 @@
-"""Kernel-level hardening (issue 9): thread-count clamp, memory-aware packing, exact batch
+"""The CPU kernels: every ISA variant x packing policy bit-identical to the reference
+kernels, the OpenMP runtime (on, thread-count defaults), and kernel-level hardening
+(issue 9): thread-count clamp, memory-aware packing, exact batch
 indices, interruptible long calls, sampling-cost limits, misaligned buffers.
 
 Each test fails on the kernels before the fix (the misaligned-buffer test only under the
@@ -21,6 +23,7 @@ import pytest
 import roicore
 from roicore import _cpu
 from roicore._backends import limits as _limits
+from roicore._cli import workloads as _workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -329,3 +332,131 @@ def test_misaligned_buffers(dtype, layout):
         np.testing.assert_array_equal(out, y, err_msg=name)
         np.testing.assert_array_equal(b(gm, xm, rm, 3, 0.5, layout=layout, **kw), gi,
                                       err_msg=name)
+
+
+# --------------------------------------------------------------------------- OpenMP runtime
+# (from test_threads.py; bit-identity across thread counts runs per operator in test_roi_*.py)
+_TRNG = np.random.default_rng(7)
+TX = _TRNG.standard_normal((3, 19, 23, 29)).astype(np.float32)
+_tb = _TRNG.integers(0, 3, 60)
+_txy = _TRNG.uniform(-20, 140, (60, 2))
+_twh = _TRNG.uniform(-5, 120, (60, 2))
+TR = np.concatenate([_tb[:, None], _txy, _txy + _twh], axis=1).astype(np.float32)
+
+
+def test_openmp_enabled():
+    # CI builds with OpenMP; a serial build must be a deliberate choice.
+    if os.environ.get("ROICORE_NO_OPENMP"):
+        pytest.skip("ROICORE_NO_OPENMP set: serial build requested")
+    assert roicore.openmp_enabled()
+
+
+def test_default_threads_follow_omp_num_threads():
+    code = "import roicore; print(roicore.default_num_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "3"
+
+
+def test_threadpoolctl_limits_default():
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl not installed")
+    if not roicore.openmp_enabled():
+        pytest.skip("serial build: no OpenMP runtime to limit")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert roicore.default_num_threads() == 1
+        out1 = roicore.roi_align(TX, TR, 3)
+    np.testing.assert_array_equal(out1, roicore.roi_align(TX, TR, 3))
+
+
+# --------------------------------------------------------------------------- kernel variants
+# The speed work added vectorised kernels (baseline x86-64 / AVX2 / AVX-512, chosen at run
+# time) next to the scalar reference kernels; they must give bit-identical results.
+def _variants():
+    from roicore import _cpu
+
+    best = _cpu.cpu_isa_supported()
+    isas = ["baseline", "avx2", "avx512"]
+    return isas[: isas.index(best) + 1] if best in isas else ["baseline"]
+
+
+def _ops(scale):
+    import roicore
+
+    return [
+        ("pool", lambda x, r, **k: roicore.roi_pool(x, r, (3, 4), scale, **k),
+         lambda g, x, r, **k: roicore.roi_pool_backward(g, x, r, (3, 4), scale, **k)),
+        ("align", lambda x, r, **k: roicore.roi_align(x, r, (3, 4), scale, 2, True, **k),
+         lambda g, x, r, **k: roicore.roi_align_backward(g, x, r, (3, 4), scale, 2, True, **k)),
+        ("align-max-adaptive",
+         lambda x, r, **k: roicore.roi_align(x, r, (3, 4), scale, -1, False, mode="max", **k),
+         lambda g, x, r, **k: roicore.roi_align_backward(g, x, r, (3, 4), scale, -1, False,
+                                                         mode="max", **k)),
+        ("warp", lambda x, r, **k: roicore.roi_warp(x, r, (3, 4), scale, 2, **k),
+         lambda g, x, r, **k: roicore.roi_warp_backward(g, x, r, (3, 4), scale, 2, **k)),
+    ]
+
+
+def _run_all(x, rois, scale, layout):
+    out = {}
+    for name, f, b in _ops(scale):
+        for nt in (1, 2):
+            y = f(x, rois, layout=layout, num_threads=nt)
+            g = np.random.default_rng(5).standard_normal(y.shape).astype(x.dtype)
+            out[(name, nt)] = (y, b(g, x, rois, layout=layout, num_threads=nt))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 2, 3, 33, 70])  # 1-3: mostly-padding channel blocks
+def test_kernel_variants_bit_identical(dtype, C):
+    from roicore import _cpu
+
+    rng = np.random.default_rng(C)
+    N, H, W, K, scale = 2, 11, 13, 25, 0.5
+    x = rng.standard_normal((N, C, H, W))
+    x[..., ::3, ::2] = np.round(x[..., ::3, ::2])  # ties (and signed zeros) for the max modes
+    x.flat[rng.integers(0, x.size, 6)] = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.nan]
+    x = x.astype(dtype)
+    xy = rng.uniform(-6, 2 * W, (K, 2))
+    r = np.concatenate([rng.integers(0, N, (K, 1)), xy, xy + rng.uniform(0, 2 * W, (K, 2))], 1)
+    r = r.astype(dtype)
+    try:
+        for layout in ("NCHW", "NHWC"):
+            xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+            _cpu.set_cpu_isa("reference")
+            ref = _run_all(xl, r, scale, layout)
+            for isa in _variants():
+                for policy in (0, 1, 2):  # by cost / always pack / never pack
+                    _cpu.set_cpu_isa(isa)
+                    _cpu._set_pack_policy(policy)
+                    got = _run_all(xl, r, scale, layout)
+                    for key, (y, gi) in ref.items():
+                        np.testing.assert_array_equal(got[key][0], y, err_msg=f"{isa} {key}")
+                        np.testing.assert_array_equal(got[key][1], gi, err_msg=f"{isa} {key}")
+    finally:
+        _cpu.set_cpu_isa("auto")
+        _cpu._set_pack_policy(0)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_streamed_large_output_bit_identical(layout):
+    """W1's 50 MB output takes the populate + streaming-store path (fresh, prefaulted and
+    misaligned `out=`)."""
+    from roicore import _cpu
+
+    w = _workloads.get("W1")
+    x, r = w.input(layout=layout), w.rois()
+    try:
+        _cpu.set_cpu_isa("reference")
+        ref = w.forward(x, r, layout=layout, num_threads=2)
+    finally:
+        _cpu.set_cpu_isa("auto")
+    np.testing.assert_array_equal(w.forward(x, r, layout=layout, num_threads=2), ref)
+    pre = np.full_like(ref, 3.0)
+    w.forward(x, r, layout=layout, num_threads=1, out=pre)
+    np.testing.assert_array_equal(pre, ref)
+    raw = np.empty(ref.size + 1, ref.dtype)
+    mis = raw[1:].reshape(ref.shape)
+    w.forward(x, r, layout=layout, num_threads=2, out=mis)
+    np.testing.assert_array_equal(mis, ref)

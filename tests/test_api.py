@@ -1,4 +1,5 @@
-"""DLPack interop of the public functions: foreign arrays in (zero-copy), the
+"""The public API across operators: validation that is not tied to one operator, and DLPack
+interop of the public functions: foreign arrays in (zero-copy), the
 caller's type out; NumPy input keeps its behaviour (read-only, odd strides)."""
 
 from __future__ import annotations
@@ -295,3 +296,40 @@ def test_optional_modules_name_their_install(module, blocked, message):
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == message
+
+
+# ------------------------------------------- validation not tied to one operator
+# (the per-operator checks live in tests/support/roi_op_tester.py, run by test_roi_*.py)
+VX = np.random.default_rng(0).random((2, 3, 8, 9), dtype=np.float32)
+VR = np.array([[0, 1, 1, 5, 6], [1, 0, 0, 8, 7]], np.float32)
+
+
+def _raises(exc, match, fn, *a, **k):
+    with pytest.raises(exc, match=match):
+        fn(*a, **k)
+
+
+def test_out_float16():
+    x16 = VX.astype(np.float16)
+    buf = np.empty((2, 3, 2, 2), np.float16)
+    res = roicore.roi_align(x16, VR, 2, out=buf)
+    assert res is buf
+    np.testing.assert_array_equal(buf, roicore.roi_align(x16, VR, 2))
+
+
+def test_mixed_devices_error():
+    class FakeCupy:  # an array-like from another library
+        __module__ = "cupy._core.core"
+        shape = (2, 5)
+        ndim = 2
+
+    _raises(TypeError, "same device", roicore.roi_align, VX, FakeCupy(), 2)
+
+
+def test_unknown_array_type():
+    class Other:
+        ndim = 4
+        shape = (1, 1, 2, 2)
+        dtype = np.float32
+
+    _raises(TypeError, "`input` must be a numpy.ndarray", roicore.roi_align, Other(), VR, 2)

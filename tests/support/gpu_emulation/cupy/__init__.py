@@ -16,7 +16,7 @@ with the CPU backend, and the Python glue (argument order, dtypes, scalar
 types, launch shapes).  What it cannot: NVRTC itself, device math
 libraries, real parallelism and atomics, CuPy's own API and streams.
 
-Use: ``PYTHONPATH=tests/gpu_emulation python -m pytest -p roicore_gpu_emulation
+Use: ``PYTHONPATH=tests/support/gpu_emulation python -m pytest -p roicore_gpu_emulation
 tests/test_gpu.py``.
 """
 

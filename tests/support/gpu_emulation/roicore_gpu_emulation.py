@@ -1,6 +1,7 @@
 """pytest plugin: run tests/test_gpu.py on the host stand-in for CuPy.
 
-``PYTHONPATH=tests/gpu_emulation python -m pytest -p roicore_gpu_emulation tests/test_gpu.py``
+``PYTHONPATH=tests/support/gpu_emulation python -m pytest -p roicore_gpu_emulation \
+    tests/test_gpu.py``
 
 The stand-in's arrays subclass ``numpy.ndarray``, so roicore would route them
 to the CPU backend; this plugin makes roicore's dispatch send them to the GPU

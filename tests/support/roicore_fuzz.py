@@ -18,7 +18,7 @@ killed and restarted).  Every call is classified as:
     a ``TypeError``, ``ValueError`` or ``MemoryError`` whose message names an
     argument in backticks (`` `rois` ``, `` `num_threads` ``...).
 ``correct``
-    returned, and equal to ``tests/reference.py`` (forward: bit-identical;
+    returned, and equal to ``tests/support/reference.py`` (forward: bit-identical;
     backward: within rounding), or an empty / zero result where the spec says so.
 ``ok_unchecked``
     returned with the right shape and dtype, but too expensive (or not
@@ -29,7 +29,7 @@ killed and restarted).  Every call is classified as:
     (``OverflowError``, ``RuntimeError``, ``IndexError``...), the worker died
     (signal or exit code), or the call timed out.
 
-Run ``python tests/fuzz/roicore_fuzz.py --calls 10000`` for a campaign (prints
+Run ``python tests/support/roicore_fuzz.py --calls 10000`` for a campaign (prints
 the counts by class and the first example of each defect class);
 ``tests/test_fuzz.py`` runs a bounded version in CI (``ROICORE_FUZZ_CALLS``
 overrides its size).
@@ -50,9 +50,8 @@ import traceback
 from collections import Counter
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-ROOT = os.path.dirname(TESTS)
+HERE = os.path.dirname(os.path.abspath(__file__))  # tests/support: reference.py
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 #: Classes that are defects (the pytest wrapper fails on them).
 DEFECTS = ("unnamed_error", "wrong", "unclean_error", "crash", "hang")
@@ -580,7 +579,7 @@ def _reference(ref: Any, kind: str, backward: bool, x: Any, rois: Any, args: lis
 # --------------------------------------------------------------------------- worker process
 def worker_main() -> None:
     """Read one JSON spec per line on stdin, answer one JSON line on stdout."""
-    sys.path[:0] = [ROOT, TESTS]
+    sys.path[:0] = [ROOT, HERE]
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     for line in sys.stdin:
@@ -604,7 +603,7 @@ class Worker:
 
     def _start(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([ROOT, TESTS, env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, HERE, env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
@@ -701,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         worker_main()
         return 0
-    sys.path[:0] = [ROOT, TESTS]
+    sys.path[:0] = [ROOT, HERE]
     t0 = time.monotonic()
     counts, first = campaign(a.calls, a.seed, a.timeout, progress=True)
     reasons = counts.pop("_reasons")

@@ -1,0 +1,151 @@
+"""RoI Pool (``roicore.roi_pool``, ``roi_pool_backward``): the shared operator tests
+(``RoIOpTester``: oracle parity, gradients, threads, layouts, validation) and what only RoI
+Pool has: Fast R-CNN / equal bins, first-wins ties, NaN and -inf, the seed's worked example.
+
+The seed's map and expected output are transcribed from ../shared/seeds/001_8a1a2298fcb889bb.txt,
+not computed by roicore.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference as ref
+from cases import C, H, N, W, case_id, case_rng, make_input, make_rois
+from optable import (
+    DTYPES,
+    OUT_SIZES,
+    SCALES,
+    R,
+    X,
+    assert_exact,
+    assert_matches,
+    make_grad,
+    raises,
+    run_both_layouts,
+)
+from roi_op_tester import RoIOpTester
+
+import roicore
+
+
+class TestRoIPool(RoIOpTester):
+    OP = "pool"
+
+
+# --------------------------------------------------------------------------- oracle parity
+
+
+def _pool_check(x, rois, out_size, scale, bins, dtype, rng):
+    kw = {"spatial_scale": scale, "bins": bins}
+    ref_out, argmax = ref.roi_pool_argmax(x, rois, out_size, **kw)
+    g = make_grad(rng, ref_out.shape, dtype)
+    got, grads = run_both_layouts(
+        roicore.roi_pool, roicore.roi_pool_backward, x, rois, out_size, g, **kw
+    )
+    assert_exact(got, ref_out, dtype, "roi_pool forward")
+    ref_grad = ref.roi_pool_backward(g, x, rois, out_size, **kw)
+    # how many (k, ph, pw) winners land on each input pixel
+    hits = np.zeros(x.shape, dtype=np.int64)
+    b_idx = np.asarray(rois)[:, 0].astype(np.int64)
+    for k, c, ph, pw in zip(*np.nonzero(argmax >= 0), strict=True):
+        idx = argmax[k, c, ph, pw]
+        hits[b_idx[k], c, idx // x.shape[3], idx % x.shape[3]] += 1
+    for name, got_grad in grads.items():
+        what = f"roi_pool backward ({name})"
+        if hits.max() <= 1:
+            assert_exact(got_grad, ref_grad, dtype, what)
+        else:
+            single = hits <= 1
+            assert_exact(got_grad[single], ref_grad[single], dtype, what + " single-hit pixels")
+            if dtype == np.float16:
+                assert_matches(got_grad, ref_grad, dtype, what)
+            else:
+                rtol = 1e-12 if dtype == np.float64 else 1e-6
+                np.testing.assert_allclose(got_grad, ref_grad, rtol=rtol, atol=rtol, err_msg=what)
+    return hits
+
+
+@pytest.mark.parametrize("out_size", OUT_SIZES, ids=case_id)
+@pytest.mark.parametrize("scale", SCALES, ids=case_id)
+@pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
+def test_roi_pool(dtype, bins, scale, out_size):
+    rng = case_rng("pool", dtype.__name__, bins, scale, out_size)
+    x = make_input(rng, dtype)
+    rois = make_rois(rng, scale)
+    _pool_check(x, rois, out_size, scale, bins, dtype, rng)
+
+
+@pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
+def test_roi_pool_ties_first_wins(dtype, bins):
+    # only 4 distinct values: lots of ties, the first in row-major order must win (checked via
+    # the backward, which must put the gradient on exactly the oracle's pixel)
+    rng = case_rng("pool-ties", dtype.__name__, bins)
+    x = rng.integers(0, 4, size=(N, C, H, W)).astype(dtype)
+    rois = make_rois(rng, 1.0, k=10)
+    _pool_check(x, rois, (2, 3), 1.0, bins, dtype, rng)
+    # one RoI per call: fewer shared winners, so most of the backward is checked bit-exactly
+    for r in rois:
+        _pool_check(x, r[None], (3, 2), 1.0, bins, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
+def test_roi_pool_nan_and_neg_inf(dtype):
+    rng = case_rng("pool-nan", dtype.__name__)
+    x = make_input(rng, dtype)
+    x[0, :, 2:5, 3:7] = np.nan  # NaN never wins
+    x[0, 1, 2:5, 3:7] = -np.inf  # all -inf: nothing wins, output stays at finfo(T).min
+    x[1, :, ::2, 1::3] = np.nan
+    rois = np.array([[0, 3, 2, 6, 4], [0, 2, 1, 8, 6], [1, 0, 0, 10, 8], [1, 1, 1, 4, 7]], float)
+    for bins in ("fast_rcnn", "equal"):
+        for out_size in OUT_SIZES:
+            _pool_check(x, rois, out_size, 1.0, bins, dtype, rng)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_bins():
+    raises(ValueError, "`bins` must be one of", roicore.roi_pool, X, R, 2, bins="caffe")
+
+
+# --------------------------------------------------------------------------- the seed example
+
+MAP = [
+    [0.88, 0.44, 0.14, 0.16, 0.37, 0.77, 0.96, 0.27],
+    [0.19, 0.45, 0.57, 0.16, 0.63, 0.29, 0.71, 0.70],
+    [0.66, 0.26, 0.82, 0.64, 0.54, 0.73, 0.59, 0.26],
+    [0.85, 0.34, 0.76, 0.84, 0.29, 0.75, 0.62, 0.25],
+    [0.32, 0.74, 0.21, 0.39, 0.34, 0.03, 0.33, 0.48],
+    [0.20, 0.14, 0.16, 0.13, 0.73, 0.65, 0.96, 0.32],
+    [0.19, 0.69, 0.09, 0.86, 0.88, 0.07, 0.01, 0.48],
+    [0.83, 0.24, 0.97, 0.04, 0.24, 0.35, 0.50, 0.91],
+]
+EXPECTED = [[0.85, 0.84], [0.97, 0.96]]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_seed_worked_example(dtype, layout):
+    x = np.array(MAP, dtype)[None, None]
+    if layout == "NHWC":
+        x = x.transpose(0, 2, 3, 1)
+    out = roicore.roi_pool(x, np.array([[0, 0, 3, 7, 8]]), 2, bins="equal", layout=layout)
+    got = out[0, :, :, 0] if layout == "NHWC" else out[0, 0]
+    np.testing.assert_array_equal(got, np.array(EXPECTED, dtype))
+    # the same through the per-image list form
+    out2 = roicore.roi_pool(x, [np.array([[0.0, 3.0, 7.0, 8.0]])], 2, bins="equal",
+                            layout=layout)
+    np.testing.assert_array_equal(out2, out)
+
+
+def test_seed_example_gradient_goes_to_the_four_maxima():
+    x = np.array(MAP, np.float64)[None, None]
+    g = roicore.roi_pool_backward(np.ones((1, 1, 2, 2)), x, np.array([[0, 0, 3, 7, 8]]), 2,
+                                  bins="equal")
+    ys, xs = np.nonzero(g[0, 0])
+    # 0.85 at (3, 0), 0.84 at (3, 3), 0.97 at (7, 2), 0.96 at (5, 6)
+    assert sorted(zip(ys.tolist(), xs.tolist(), strict=True)) == [(3, 0), (3, 3), (5, 6), (7, 2)]
+    assert g.sum() == 4
