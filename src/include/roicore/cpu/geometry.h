@@ -55,13 +55,8 @@ struct Strides {
   /* output offset of (k, c, ph, pw) = k*on + c*oc + ph*oy + pw*ox */
   rc_index on, oc, oy, ox;
   explicit Strides(const Geom& g) {
-    if (g.channels_last) {
-      sn = g.H * g.W * g.C; sc = 1; sy = g.W * g.C; sx = g.C;
-      on = g.PH * g.PW * g.C; oc = 1; oy = g.PW * g.C; ox = g.C;
-    } else {
-      sn = g.C * g.H * g.W; sc = g.H * g.W; sy = g.W; sx = 1;
-      on = g.C * g.PH * g.PW; oc = g.PH * g.PW; oy = g.PW; ox = 1;
-    }
+    rc_strides(g.channels_last, g.C, g.H, g.W, &sn, &sc, &sy, &sx);
+    rc_strides(g.channels_last, g.C, g.PH, g.PW, &on, &oc, &oy, &ox);
   }
 };
 
@@ -162,8 +157,7 @@ inline rc_index rc_channel_block_for(rc_index C, rc_index outer, int nthreads,
  * the rois cast to the compute dtype (float32 holds integers exactly only up
  * to 2^24). */
 inline rc_index rc_batch(const Geom& g, rc_index k) {
-  const rc_index b = g.batch[k];
-  return (b >= 0 && b < g.N) ? b : -1;
+  return rc_batch_index(g.batch, k, g.N);
 }
 }  // namespace roicore
 

@@ -21,7 +21,7 @@ RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
         continue;
       }
       T best[L];
-      for (int l = 0; l < n; ++l) best[l] = std::numeric_limits<T>::lowest();
+      for (int l = 0; l < n; ++l) best[l] = rc_lowest<T>();
       for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
         for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
           const T* p = src + h * sy + w * sx;
@@ -50,7 +50,7 @@ RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
        * row-major order). */
       T best[L];
       rc_index arg[L];
-      const T lowest = std::numeric_limits<T>::lowest();
+      const T lowest = rc_lowest<T>();
       const rc_index none = std::numeric_limits<rc_index>::max();
       for (int l = 0; l < n; ++l) {
         best[l] = lowest;

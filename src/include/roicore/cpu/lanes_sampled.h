@@ -18,7 +18,7 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
   const int n = FULL ? L : nc;
   const rc_index gh = ty.grid, gw = tx.grid;
   const rc_index cnt = gh * gw;
-  const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+  const T div = rc_avg_divisor<T>(gh, gw);
   T inv = (T)1;
   const bool pow2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
   for (rc_index ph = 0; ph < PH; ++ph)
@@ -35,7 +35,8 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
           for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
             if (!tx.ok[ix]) continue;
             const T hx = tx.wh[ix], lx = tx.wl[ix];
-            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
             const T* p1 = r0 + tx.lo[ix];
             const T* p2 = r0 + tx.hi[ix];
             const T* p3 = r1 + tx.lo[ix];
@@ -56,7 +57,7 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
         for (int l = 0; l < n; ++l) dst[l] = (T)0;
         continue;
       }
-      for (int l = 0; l < n; ++l) acc[l] = std::numeric_limits<T>::lowest();
+      for (int l = 0; l < n; ++l) acc[l] = rc_lowest<T>();
       for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
         const T hy = ty.wh[iy], ly = ty.wl[iy];
         const T* r0 = src + ty.lo[iy];
@@ -64,7 +65,8 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
         for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
           if (ty.ok[iy] && tx.ok[ix]) {
             const T hx = tx.wh[ix], lx = tx.wl[ix];
-            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
             const T* p1 = r0 + tx.lo[ix];
             const T* p2 = r0 + tx.hi[ix];
             const T* p3 = r1 + tx.lo[ix];
@@ -94,7 +96,7 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
   const int n = FULL ? L : nc;
   const rc_index gh = ty.grid, gw = tx.grid;
   const rc_index cnt = gh * gw;
-  const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+  const T div = rc_avg_divisor<T>(gh, gw);
   T inv = (T)1;
   const bool pow2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
   for (rc_index ph = 0; ph < PH; ++ph)
@@ -109,7 +111,8 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
           for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
             if (!tx.ok[ix]) continue;
             const T hx = tx.wh[ix], lx = tx.wl[ix];
-            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
             /* one loop per corner: corners may coincide at the border, and
              * the reference adds them in this order */
             T* q1 = r0 + tx.lo[ix];
@@ -143,7 +146,7 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
       T best[L];
       rc_index by[L], bx[L];
       for (int l = 0; l < n; ++l) {
-        best[l] = std::numeric_limits<T>::lowest();
+        best[l] = rc_lowest<T>();
         by[l] = -1;
         bx[l] = -1;
       }
@@ -154,7 +157,8 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
         for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
           if (ty.ok[iy] && tx.ok[ix]) {
             const T hx = tx.wh[ix], lx = tx.wl[ix];
-            const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
             const T* p1 = r0 + tx.lo[ix];
             const T* p2 = r0 + tx.hi[ix];
             const T* p3 = r1 + tx.lo[ix];
@@ -180,7 +184,8 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
         if (by[l] < 0) continue;
         const rc_index wy = by[l], wx = bx[l];
         const T hy = ty.wh[wy], ly = ty.wl[wy], hx = tx.wh[wx], lx = tx.wl[wx];
-        const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+        T w1, w2, w3, w4;
+        rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
         const T gval = gv[l];
         T* q = gp + l;
         q[ty.lo[wy] + tx.lo[wx]] += gval * w1 / (T)1;

@@ -15,14 +15,11 @@ template <typename T>
 inline void pool_tabs(int bins, const T* roi, T scale, const Geom& g,
                       rc_index* hlo, rc_index* hhi, rc_index* wlo,
                       rc_index* whi) {
-  const rc_index xs = static_cast<rc_index>(rc_round(roi[1] * scale));
-  const rc_index ys = static_cast<rc_index>(rc_round(roi[2] * scale));
-  const rc_index xe = static_cast<rc_index>(rc_round(roi[3] * scale));
-  const rc_index ye = static_cast<rc_index>(rc_round(roi[4] * scale));
+  const RcPoolRoi<T> r(roi, scale);
   for (rc_index ph = 0; ph < g.PH; ++ph)
-    rc_pool_bin<T>(bins, ys, ye, ph, g.PH, g.H, hlo + ph, hhi + ph);
+    rc_pool_bin<T>(bins, r.ys, r.ye, ph, g.PH, g.H, hlo + ph, hhi + ph);
   for (rc_index pw = 0; pw < g.PW; ++pw)
-    rc_pool_bin<T>(bins, xs, xe, pw, g.PW, g.W, wlo + pw, whi + pw);
+    rc_pool_bin<T>(bins, r.xs, r.xe, pw, g.PW, g.W, wlo + pw, whi + pw);
 }
 
 /* tab: 2 * (PH + PW) scratch entries. */
@@ -67,18 +64,7 @@ template <typename T>
 inline T pool_bin(const T* plane, const Strides<T>& st, rc_index W,
                   rc_index hs, rc_index he, rc_index ws, rc_index we,
                   rc_index* arg) {
-  *arg = -1;
-  if (he <= hs || we <= ws) return (T)0;
-  T best = std::numeric_limits<T>::lowest();
-  for (rc_index h = hs; h < he; ++h)
-    for (rc_index w = ws; w < we; ++w) {
-      const T v = plane[h * st.sy + w * st.sx];
-      if (v > best) {
-        best = v;
-        *arg = h * W + w;
-      }
-    }
-  return best;
+  return rc_pool_max<T>(plane, st.sy, st.sx, W, hs, he, ws, we, arg);
 }
 
 template <typename T>
@@ -140,7 +126,7 @@ int pool_forward_reference(const T* in, const T* rois, T* out, const Geom& g,
             } else {
               const rc_index nc = c1 - c0;
               for (rc_index c = 0; c < nc; ++c)
-                best[c] = std::numeric_limits<T>::lowest();
+                best[c] = rc_lowest<T>();
               for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
                 for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
                   const T* p = base + h * st.sy + w * st.sx + c0;

@@ -104,8 +104,8 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
                   if (!tx.ok[ix]) continue;
                   const T hy = ty.wh[iy], ly = ty.wl[iy];
                   const T hx = tx.wh[ix], lx = tx.wl[ix];
-                  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx,
-                          w4 = ly * lx;
+                  T w1, w2, w3, w4;
+                  rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
                   const T* p1 = b0 + ty.lo[iy] + tx.lo[ix];
                   const T* p2 = b0 + ty.lo[iy] + tx.hi[ix];
                   const T* p3 = b0 + ty.hi[iy] + tx.lo[ix];
@@ -115,8 +115,7 @@ int sampled_forward_reference(const T* in, const T* rois, T* out,
                     acc[c] += w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c];
                 }
               }
-              rc_index cnt = gh * gw;
-              const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+              const T div = rc_avg_divisor<T>(gh, gw);
               T* dst = o + ph * st.oy + pw * st.ox + c0;
               for (rc_index c = 0; c < nc; ++c) dst[c] = acc[c] / div;
             }
@@ -204,8 +203,7 @@ int sampled_backward_reference(const T* grad_out, const T* in, const T* rois,
                                 &gw);
             sample_tab_fill<T>(&ty, sp.kind, ys, bh, gh, g.PH, g.H, st.sy);
             sample_tab_fill<T>(&tx, sp.kind, xs, bw, gw, g.PW, g.W, st.sx);
-            const rc_index cnt = gh * gw;
-            const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+            const T div = rc_avg_divisor<T>(gh, gw);
             const T* go = grad_out + k * st.on;
             for (rc_index c = c0; c < c1; ++c) {
               T* gp = gbase + c * st.sc;

@@ -49,10 +49,10 @@ inline void sample_tab_fill(SampleTab<T>* t, int kind, T start, T bin,
   rc_index j = 0;
   for (rc_index p = 0; p < P; ++p) {
     for (rc_index i = 0; i < grid; ++i, ++j) {
-      T v = rc_sample_coord<T>(kind, start, bin, p, i, grid);
-      rc_index lo = 0, hi = 0;
-      T wl = 0, wh = 0;
-      bool ok = rc_bilinear_axis<T>(kind, v, size, &lo, &hi, &wl, &wh);
+      rc_index lo, hi;
+      T wl, wh;
+      const bool ok = rc_sample<T>(kind, start, bin, p, i, grid, size, &lo,
+                                   &hi, &wl, &wh);
       t->ok[j] = ok ? 1 : 0;
       t->lo[j] = lo * stride;
       t->hi[j] = hi * stride;
@@ -62,22 +62,11 @@ inline void sample_tab_fill(SampleTab<T>* t, int kind, T start, T bin,
   }
 }
 
-struct SampledParams {
-  int kind;            /* RC_ALIGN / RC_WARP / RC_MNC */
-  bool aligned;
-  bool max_mode;
-  int sampling_ratio;
-};
-
 template <typename T>
 inline void sampled_geometry(const SampledParams& sp, const T* roi, T scale,
                              const Geom& g, T* ys, T* bh, rc_index* gh,
                              T* xs, T* bw, rc_index* gw) {
-  rc_sample_axis<T>(sp.kind, roi[2], roi[4], scale, sp.aligned, g.PH,
-                    sp.sampling_ratio, ys, bh, gh);
-  rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, g.PW,
-                    sp.sampling_ratio, xs, bw, gw);
-  rc_grid_pair(gh, gw);
+  rc_sampled_geometry<T>(sp, roi, scale, g.PH, g.PW, ys, bh, gh, xs, bw, gw);
 }
 
 /* Largest grid over all RoIs, and (if cost is not null) each RoI's cost per
@@ -202,14 +191,19 @@ inline void rc_segment(const RcSegs& sg, const rc_index* batch_start,
   *r1 = i + 1 < sg.ptr[n + 1] ? sg.start[i + 1] : batch_start[n + 1];
 }
 
+/* The bilinear sample (iy, ix) of the tables (roi_common.h RcBilinear). */
+template <typename T>
+inline RcBilinear<T> tab_sample(const SampleTab<T>& ty, rc_index iy,
+                                const SampleTab<T>& tx, rc_index ix) {
+  return RcBilinear<T>(ty.lo[iy], ty.hi[iy], ty.wh[iy], ty.wl[iy], tx.lo[ix],
+                       tx.hi[ix], tx.wh[ix], tx.wl[ix]);
+}
+
 /* Value of the bilinear sample (iy, ix) of the tables at plane p. */
 template <typename T>
 inline T bilinear_at(const T* p, const SampleTab<T>& ty, rc_index iy,
                      const SampleTab<T>& tx, rc_index ix) {
-  T hy = ty.wh[iy], ly = ty.wl[iy], hx = tx.wh[ix], lx = tx.wl[ix];
-  T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-  return w1 * p[ty.lo[iy] + tx.lo[ix]] + w2 * p[ty.lo[iy] + tx.hi[ix]] +
-         w3 * p[ty.hi[iy] + tx.lo[ix]] + w4 * p[ty.hi[iy] + tx.hi[ix]];
+  return tab_sample(ty, iy, tx, ix).gather(p);
 }
 
 /* Scatter g to the four corners of sample (iy, ix); div is applied as
@@ -217,60 +211,51 @@ inline T bilinear_at(const T* p, const SampleTab<T>& ty, rc_index iy,
 template <typename T>
 inline void bilinear_scatter(T* p, const SampleTab<T>& ty, rc_index iy,
                              const SampleTab<T>& tx, rc_index ix, T g, T div) {
-  T hy = ty.wh[iy], ly = ty.wl[iy], hx = tx.wh[ix], lx = tx.wl[ix];
-  T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-  p[ty.lo[iy] + tx.lo[ix]] += g * w1 / div;
-  p[ty.lo[iy] + tx.hi[ix]] += g * w2 / div;
-  p[ty.hi[iy] + tx.lo[ix]] += g * w3 / div;
-  p[ty.hi[iy] + tx.hi[ix]] += g * w4 / div;
+  tab_sample(ty, iy, tx, ix).scatter(p, g, div, RcAdd());
 }
 
-/* Forward of one bin of one channel (plane = start of the (n, c) slice).
- * Max mode also returns the winning sample (-1 if none). */
+/* The samples of bin (ph, pw) read from the tables, for rc_sampled_bin. */
+template <typename T>
+struct TabBin {
+  struct Row {
+    rc_index i;
+    bool ok;
+  };
+  typedef Row Col;
+  const T* plane;
+  const SampleTab<T>& ty;
+  const SampleTab<T>& tx;
+  rc_index y0, x0;
+  Row row(rc_index iy) const {
+    const Row r = {y0 + iy, ty.ok[y0 + iy] != 0};
+    return r;
+  }
+  Col col(rc_index ix) const {
+    const Col c = {x0 + ix, tx.ok[x0 + ix] != 0};
+    return c;
+  }
+  T value(const Row& a, const Col& b) const {
+    return bilinear_at(plane, ty, a.i, tx, b.i);
+  }
+};
+
+/* Forward of one bin of one channel (plane = start of the (n, c) slice),
+ * by the avg / max rules of roi_common.h.  Max mode also returns the
+ * winning sample as table entries (*win_y = -1 if none). */
 template <typename T>
 inline T sampled_bin(const T* plane, const SampledParams& sp,
                      const SampleTab<T>& ty, const SampleTab<T>& tx,
                      rc_index ph, rc_index pw, rc_index* win_y,
                      rc_index* win_x) {
   const rc_index gh = ty.grid, gw = tx.grid;
-  const rc_index y0 = ph * gh, x0 = pw * gw;
-  if (!sp.max_mode) {
-    T acc = 0;
-    for (rc_index iy = y0; iy < y0 + gh; ++iy) {
-      if (!ty.ok[iy]) continue;
-      for (rc_index ix = x0; ix < x0 + gw; ++ix) {
-        if (!tx.ok[ix]) continue;
-        acc += bilinear_at(plane, ty, iy, tx, ix);
-      }
-    }
-    rc_index cnt = gh * gw;
-    return acc / static_cast<T>(cnt > 1 ? cnt : 1);
+  const TabBin<T> s = {plane, ty, tx, ph * gh, pw * gw};
+  rc_index wy = -1, wx = -1;
+  const T v = rc_sampled_bin<T>(s, sp.max_mode, gh, gw, &wy, &wx);
+  if (sp.max_mode) {
+    *win_y = wy < 0 ? -1 : s.y0 + wy;
+    *win_x = s.x0 + wx;
   }
-  /* mmcv max: an out-of-range sample is the value 0 and takes part. */
-  if (gh * gw == 0) {
-    *win_y = -1;
-    return (T)0;
-  }
-  T best = std::numeric_limits<T>::lowest();
-  rc_index by = -1, bx = -1;
-  for (rc_index iy = y0; iy < y0 + gh; ++iy) {
-    for (rc_index ix = x0; ix < x0 + gw; ++ix) {
-      T v = (ty.ok[iy] && tx.ok[ix]) ? bilinear_at(plane, ty, iy, tx, ix)
-                                     : (T)0;
-      if (v > best) {
-        best = v;
-        if (ty.ok[iy] && tx.ok[ix]) {
-          by = iy;
-          bx = ix;
-        } else {
-          by = -2;  /* an out-of-range sample leads: no gradient */
-        }
-      }
-    }
-  }
-  *win_y = by < 0 ? -1 : by;
-  *win_x = bx;
-  return best;
+  return v;
 }
 }  // namespace roicore
 
