@@ -77,6 +77,16 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                          rc_index* side_roi, double* max_roi, rc_index* roi_roi,
                          double* total) nogil
 
+    void rc_pool_bin[T](int bins, rc_index start, rc_index end, rc_index p, rc_index P,
+                        rc_index size, rc_index* lo, rc_index* hi) nogil
+    T rc_round[T](T v) nogil
+    void rc_sample_axis[T](int kind, T c1, T c2, T scale, cbool aligned, rc_index P,
+                           int sampling_ratio, T* start, T* bin, rc_index* grid) nogil
+    T rc_sample_coord[T](int kind, T start, T bin, rc_index p, rc_index i,
+                         rc_index grid) nogil
+    cbool rc_sample[T](int kind, T start, T bin, rc_index p, rc_index i, rc_index grid,
+                       rc_index size, rc_index* lo, rc_index* hi, T* wl, T* wh) nogil
+
     int rc_thread_ceiling() nogil
     double rc_set_chunk_work(double w) nogil
     int rc_isa() nogil
@@ -210,6 +220,39 @@ cdef SampledParams _params(int kind, bint aligned, bint max_mode, int sampling_r
     sp.max_mode = max_mode
     sp.sampling_ratio = sampling_ratio
     return sp
+
+
+# --- the kernels' per-axis geometry, for explanations (float32, as the seed map)
+
+def pool_axis_bins(double c1, double c2, double scale, rc_index P, rc_index size, int bins):
+    """RoI Pool bins of one axis as the kernels compute them in float32: the
+    rounded, scaled RoI ends (roi_common.h rc_round) and each bin's clamped
+    ``[lo, hi)`` (rc_pool_bin)."""
+    cdef rc_index start = <rc_index>rc_round[float](<float>c1 * <float>scale)
+    cdef rc_index end = <rc_index>rc_round[float](<float>c2 * <float>scale)
+    cdef rc_index lo, hi, p
+    out = []
+    for p in range(P):
+        rc_pool_bin[float](bins, start, end, p, P, size, &lo, &hi)
+        out.append((lo, hi))
+    return start, end, out
+
+
+def sample_axis(int kind, double c1, double c2, double scale, bint aligned, rc_index P,
+                int sampling_ratio, rc_index size):
+    """One axis of a sampled op as the kernels compute it in float32: (start,
+    bin size, samples per bin, [(coordinate, in range) of sample i of bin p at
+    p * grid + i]) (roi_common.h rc_sample_axis / rc_sample_coord / rc_sample)."""
+    cdef float start, bin_, wl, wh
+    cdef rc_index grid, p, i, lo, hi
+    rc_sample_axis[float](kind, <float>c1, <float>c2, <float>scale, aligned, P,
+                          sampling_ratio, &start, &bin_, &grid)
+    coords = []
+    for p in range(P):
+        for i in range(grid):
+            ok = rc_sample[float](kind, start, bin_, p, i, grid, size, &lo, &hi, &wl, &wh)
+            coords.append((rc_sample_coord[float](kind, start, bin_, p, i, grid), bool(ok)))
+    return start, bin_, grid, coords
 
 
 # --- one generic path per kernel (fused over float / double: `scale` picks T)
