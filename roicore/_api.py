@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _cpu, _interop
+from . import _interop
 from . import _validation as V
+from ._cpu_backend import _cpu  # the extension, or an ImportError saying how to build it
 
 #: Kinds of sampled operator (defined in roi_common.h, read from the extension).
 ALIGN, WARP, MNC = _cpu.KIND_ALIGN, _cpu.KIND_WARP, _cpu.KIND_MNC

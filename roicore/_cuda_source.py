@@ -18,7 +18,8 @@ from pathlib import Path
 
 #: Kernel file, relative to the source root.
 KERNELS_CU = Path("cuda") / "roicore_kernels.cu"
-#: Shared per-axis maths, relative to the source root.
+#: Per-element maths shared with the CPU kernels (per axis and per bin), relative to
+#: the source root.
 COMMON_H = Path("include") / "roicore" / "roi_common.h"
 #: The line of the .cu file that the header's text replaces.
 INCLUDE_LINE = '#include "roicore/roi_common.h"'

@@ -35,6 +35,10 @@ cdef extern from "roicore/roi_common.h":
 cdef extern from "roicore/roi_cpu.h" namespace "roicore":
     ctypedef long long rc_index
     enum:
+        RC_OK
+        RC_ERR_NOMEM
+        RC_ERR_COST
+        RC_ERR_INTERRUPTED
         RC_ALIGN
         RC_WARP
         RC_MNC
@@ -96,6 +100,10 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
 
 # --- constants shared by C++, CUDA and Python: defined once in roi_common.h /
 # cpu/isa.h, read by the Python side from here.
+#: Error codes of the kernels (cpu/geometry.h RC_ERR_*).
+ERR_NOMEM = RC_ERR_NOMEM
+ERR_COST = RC_ERR_COST
+ERR_INTERRUPTED = RC_ERR_INTERRUPTED
 #: Kinds of sampled op (roi_common.h RC_ALIGN / RC_WARP / RC_MNC).
 KIND_ALIGN = RC_ALIGN
 KIND_WARP = RC_WARP
@@ -182,7 +190,7 @@ cdef int _check_signals(void* ctx) noexcept nogil:
 
 
 cdef _finish(int err, list box):
-    if err == 3 and box:
+    if err == RC_ERR_INTERRUPTED and box:
         raise box[0]
     return err  # 0 or an error code for roicore._cpu_backend
 
