@@ -33,7 +33,9 @@
  *                              atomics (deterministic; same summation order
  *                              as the CPU backend)
  *   rc_sampled_fwd / rc_sampled_arg / rc_sampled_bwd_atomic /
- *   rc_sampled_bwd_gather<T, CL>  the same for the sampled ops
+ *   rc_sampled_bwd_gather<T, CL>  the same for the sampled ops (RoI Align,
+ *                              RoI Warp, MNC warp; the CUDA forward of RoI
+ *                              Align is rc_sampled_fwd)
  */
 #include "roicore/roi_common.h"
 

@@ -299,7 +299,7 @@ inline double v_pack_extra(const Geom& g, int isa) {
          static_cast<double>(g.H * g.W);
 }
 
-/* The CPU forward of RoI Align (kind RC_KIND_ALIGN), RoI Warp and MNC warp:
+/* The CPU forward of RoI Align (kind RC_ALIGN), RoI Warp and MNC warp:
  * sampled_forward_reference (cpu/reference_sampled.h) is its specification,
  * sampled_forward_{baseline,avx2,avx512} (cpu/isa_entry.h) its lane kernels. */
 template <typename T>
