@@ -11,6 +11,7 @@ The extension is built without debug information and stripped on Linux
 or profiler.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -89,6 +90,9 @@ def extensions() -> list[Extension]:
     ext = Extension(
         "roicore._cpu",
         ["src/_cpu.pyx"],
+        # rebuild when any header changes (the kernels live in the headers)
+        depends=sorted(glob.glob(os.path.join("src", "include", "roicore", "**", "*.h"),
+                                 recursive=True)),
         include_dirs=[os.path.join("src", "include"), np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + omp_compile,

@@ -18,11 +18,12 @@ import numpy as np
 from . import _interop
 from . import _validation as V
 from ._backends import shared
+from ._backends.cpu import _cpu  # the extension, or an ImportError saying how to build it
 
-#: Kinds of sampled operator (must match roi_common.h).
-ALIGN, WARP, MNC = 0, 1, 2
-#: Bin rules of RoI Pool (must match roi_common.h).
-BINS = {"fast_rcnn": 0, "equal": 1}
+#: Kinds of sampled operator (defined in roi_common.h, read from the extension).
+ALIGN, WARP, MNC = _cpu.KIND_ALIGN, _cpu.KIND_WARP, _cpu.KIND_MNC
+#: Bin rules of RoI Pool (roi_common.h RC_BINS_*).
+BINS = {"fast_rcnn": _cpu.BINS_FAST_RCNN, "equal": _cpu.BINS_EQUAL}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ between chunks (on the calling thread); the callback takes the GIL and runs
 KeyboardInterrupt (error 3 from the kernel, the exception re-raised here).
 """
 from cpython.exc cimport PyErr_CheckSignals
+from cython cimport floating
 from libcpp cimport bool as cbool
 
 cimport numpy as cnp
@@ -21,8 +22,32 @@ from _omp cimport ROICORE_OPENMP, rc_omp_get_max_threads
 
 cnp.import_array()
 
+cdef extern from "roicore/roi_common.h":
+    # limits (macros of roi_common.h, shared with the CUDA kernels)
+    long long RC_BIN_SAMPLE_LIMIT
+    long long RC_SIDE_SAMPLE_LIMIT
+    long long RC_ROI_SAMPLE_LIMIT
+    double RC_CALL_SAMPLE_LIMIT
+    double RC_GRID_CAP
+    double RC_COORD_LIMIT
+    int RC_CSR_THREADS
+
 cdef extern from "roicore/roi_cpu.h" namespace "roicore":
     ctypedef long long rc_index
+    enum:
+        RC_OK
+        RC_ERR_NOMEM
+        RC_ERR_COST
+        RC_ERR_INTERRUPTED
+        RC_ALIGN
+        RC_WARP
+        RC_MNC
+        RC_BINS_FAST_RCNN
+        RC_BINS_EQUAL
+        RC_ISA_REFERENCE
+        RC_ISA_BASELINE
+        RC_ISA_AVX2
+        RC_ISA_AVX512
     ctypedef int (*rc_check_fn)(void*) noexcept nogil
 
     cdef cppclass Geom:
@@ -56,6 +81,16 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                          rc_index* side_roi, double* max_roi, rc_index* roi_roi,
                          double* total) nogil
 
+    void rc_pool_bin[T](int bins, rc_index start, rc_index end, rc_index p, rc_index P,
+                        rc_index size, rc_index* lo, rc_index* hi) nogil
+    T rc_round[T](T v) nogil
+    void rc_sample_axis[T](int kind, T c1, T c2, T scale, cbool aligned, rc_index P,
+                           int sampling_ratio, T* start, T* bin, rc_index* grid) nogil
+    T rc_sample_coord[T](int kind, T start, T bin, rc_index p, rc_index i,
+                         rc_index grid) nogil
+    cbool rc_sample[T](int kind, T start, T bin, rc_index p, rc_index i, rc_index grid,
+                       rc_index size, rc_index* lo, rc_index* hi, T* wl, T* wh) nogil
+
     int rc_thread_ceiling() nogil
     double rc_set_chunk_work(double w) nogil
     int rc_isa() nogil
@@ -63,8 +98,33 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
     int rc_isa_supported() nogil
     int rc_set_pack_policy(int policy) nogil
 
-#: Instruction sets of the CPU kernels, in the order of roi_cpu.h's RC_ISA_*.
-ISA_NAMES = ("reference", "baseline", "avx2", "avx512")
+# --- constants shared by C++, CUDA and Python: defined once in roi_common.h /
+# cpu/isa.h, read by the Python side from here.
+#: Error codes of the kernels (cpu/geometry.h RC_ERR_*).
+ERR_NOMEM = RC_ERR_NOMEM
+ERR_COST = RC_ERR_COST
+ERR_INTERRUPTED = RC_ERR_INTERRUPTED
+#: Kinds of sampled op (roi_common.h RC_ALIGN / RC_WARP / RC_MNC).
+KIND_ALIGN = RC_ALIGN
+KIND_WARP = RC_WARP
+KIND_MNC = RC_MNC
+#: RoI Pool bin rules (roi_common.h RC_BINS_*).
+BINS_FAST_RCNN = RC_BINS_FAST_RCNN
+BINS_EQUAL = RC_BINS_EQUAL
+#: Sampling-cost limits (roi_common.h RC_*_SAMPLE_LIMIT).
+BIN_SAMPLE_LIMIT = RC_BIN_SAMPLE_LIMIT
+SIDE_SAMPLE_LIMIT = RC_SIDE_SAMPLE_LIMIT
+ROI_SAMPLE_LIMIT = RC_ROI_SAMPLE_LIMIT
+CALL_SAMPLE_LIMIT = int(RC_CALL_SAMPLE_LIMIT)
+#: Adaptive-grid cap and coordinate clamp (roi_common.h RC_GRID_CAP, RC_COORD_LIMIT).
+GRID_CAP = RC_GRID_CAP
+COORD_LIMIT = RC_COORD_LIMIT
+#: Block size the CUDA kernel rc_roi_csr needs (roi_common.h RC_CSR_THREADS).
+CSR_BLOCK = RC_CSR_THREADS
+#: Instruction sets of the CPU kernels, indexed by cpu/isa.h's RC_ISA_*.
+ISA_NAMES = tuple(name for _, name in sorted({
+    RC_ISA_REFERENCE: "reference", RC_ISA_BASELINE: "baseline",
+    RC_ISA_AVX2: "avx2", RC_ISA_AVX512: "avx512"}.items()))
 
 
 def openmp_enabled():
@@ -130,7 +190,7 @@ cdef int _check_signals(void* ctx) noexcept nogil:
 
 
 cdef _finish(int err, list box):
-    if err == 3 and box:
+    if err == RC_ERR_INTERRUPTED and box:
         raise box[0]
     return err  # 0 or an error code for roicore._cpu_backend
 
@@ -170,6 +230,101 @@ cdef SampledParams _params(int kind, bint aligned, bint max_mode, int sampling_r
     return sp
 
 
+# --- the kernels' per-axis geometry, for explanations (float32, as the seed map)
+
+def pool_axis_bins(double c1, double c2, double scale, rc_index P, rc_index size, int bins):
+    """RoI Pool bins of one axis as the kernels compute them in float32: the
+    rounded, scaled RoI ends (roi_common.h rc_round) and each bin's clamped
+    ``[lo, hi)`` (rc_pool_bin)."""
+    cdef rc_index start = <rc_index>rc_round[float](<float>c1 * <float>scale)
+    cdef rc_index end = <rc_index>rc_round[float](<float>c2 * <float>scale)
+    cdef rc_index lo, hi, p
+    out = []
+    for p in range(P):
+        rc_pool_bin[float](bins, start, end, p, P, size, &lo, &hi)
+        out.append((lo, hi))
+    return start, end, out
+
+
+def sample_axis(int kind, double c1, double c2, double scale, bint aligned, rc_index P,
+                int sampling_ratio, rc_index size):
+    """One axis of a sampled op as the kernels compute it in float32: (start,
+    bin size, samples per bin, [(coordinate, in range) of sample i of bin p at
+    p * grid + i]) (roi_common.h rc_sample_axis / rc_sample_coord / rc_sample)."""
+    cdef float start, bin_, wl, wh
+    cdef rc_index grid, p, i, lo, hi
+    rc_sample_axis[float](kind, <float>c1, <float>c2, <float>scale, aligned, P,
+                          sampling_ratio, &start, &bin_, &grid)
+    coords = []
+    for p in range(P):
+        for i in range(grid):
+            ok = rc_sample[float](kind, start, bin_, p, i, grid, size, &lo, &hi, &wl, &wh)
+            coords.append((rc_sample_coord[float](kind, start, bin_, p, i, grid), bool(ok)))
+    return start, bin_, grid, coords
+
+
+# --- one generic path per kernel (fused over float / double: `scale` picks T)
+
+cdef void _cost(const floating* rois, const Geom& g, floating scale, SampledParams sp,
+                double* out, rc_index* roi) noexcept nogil:
+    sampled_cost(rois, g, scale, sp, &out[0], &roi[0], &out[1], &roi[1], &out[2], &roi[2],
+                 &out[3])
+
+
+cdef int _sfwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, const Geom& g,
+               floating scale, SampledParams sp, int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    with nogil:
+        return sampled_forward(x, r, y, g, scale, sp, nthreads)
+
+
+cdef int _sbwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, const rc_index* o,
+               const rc_index* bs, cnp.ndarray grad_in, const Geom& g, floating scale,
+               SampledParams sp, int nthreads):
+    cdef const floating* go = <const floating*>cnp.PyArray_DATA(grad_out)
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* gi = <floating*>cnp.PyArray_DATA(grad_in)
+    with nogil:
+        return sampled_backward(go, x, r, o, bs, gi, g, scale, sp, nthreads)
+
+
+cdef int _pfwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, const Geom& g,
+               floating scale, int bins, int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    with nogil:
+        return pool_forward(x, r, y, g, scale, bins, nthreads)
+
+
+cdef int _pbwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, const rc_index* o,
+               const rc_index* bs, cnp.ndarray grad_in, const Geom& g, floating scale,
+               int bins, int nthreads):
+    cdef const floating* go = <const floating*>cnp.PyArray_DATA(grad_out)
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* gi = <floating*>cnp.PyArray_DATA(grad_in)
+    with nogil:
+        return pool_backward(go, x, r, o, bs, gi, g, scale, bins, nthreads)
+
+
+cdef tuple _sampled_cost(cnp.ndarray rois, const Geom& g, int kind, bint aligned,
+                         int sampling_ratio, double scale):
+    cdef SampledParams sp = _params(kind, aligned, False, sampling_ratio)
+    cdef double c[4]
+    cdef rc_index k[3]
+    c[0] = c[1] = c[2] = c[3] = 0
+    k[0] = k[1] = k[2] = -1
+    if rois.dtype.itemsize == 4:
+        _cost(<const float*>cnp.PyArray_DATA(rois), g, <float>scale, sp, c, k)
+    else:
+        _cost(<const double*>cnp.PyArray_DATA(rois), g, scale, sp, c, k)
+    return c[0], k[0], c[1], k[1], c[2], k[2], c[3]
+
+
 def sampled_cost_of(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
                     int kind, bint aligned, int sampling_ratio, double scale,
                     bint channels_last):
@@ -178,16 +333,28 @@ def sampled_cost_of(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.nd
     own arithmetic."""
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
-    cdef SampledParams sp = _params(kind, aligned, False, sampling_ratio)
-    cdef double mb = 0, ms = 0, mr = 0, tot = 0
-    cdef rc_index kb = -1, ks = -1, kr = -1
-    if inp.dtype.itemsize == 4:
-        sampled_cost[float](<const float*>cnp.PyArray_DATA(rois), g, <float>scale, sp,
-                            &mb, &kb, &ms, &ks, &mr, &kr, &tot)
-    else:
-        sampled_cost[double](<const double*>cnp.PyArray_DATA(rois), g, scale, sp,
-                             &mb, &kb, &ms, &ks, &mr, &kr, &tot)
-    return mb, kb, ms, ks, mr, kr, tot
+    return _sampled_cost(rois, g, kind, aligned, sampling_ratio, scale)
+
+
+def sampled_cost_for(cnp.ndarray rois, rc_index C, rc_index PH, rc_index PW, int kind,
+                     bint aligned, int sampling_ratio, double scale):
+    """:func:`sampled_cost_of` from shapes alone: ``rois`` is a C-contiguous
+    (K, 5) float32/float64 host array already in the compute dtype (the GPU
+    backend's RoI check runs the kernels' own arithmetic through this)."""
+    if (rois.ndim != 2 or rois.shape[1] != 5 or not rois.flags.c_contiguous
+            or rois.dtype.kind != "f" or rois.dtype.itemsize not in (4, 8)):
+        raise ValueError("rois must be a C-contiguous (K, 5) float32 or float64 array")
+    cdef Geom g
+    g.N = g.H = g.W = 0
+    g.C = C
+    g.K = rois.shape[0]
+    g.PH = PH
+    g.PW = PW
+    g.channels_last = False
+    g.batch = NULL
+    g.check = NULL
+    g.check_ctx = NULL
+    return _sampled_cost(rois, g, kind, aligned, sampling_ratio, scale)
 
 
 def sampled_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
@@ -197,18 +364,9 @@ def sampled_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarra
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
     cdef SampledParams sp = _params(kind, aligned, max_mode, sampling_ratio)
-    cdef int err
     if inp.dtype.itemsize == 4:
-        with nogil:
-            err = sampled_forward[float](
-                <const float*>cnp.PyArray_DATA(inp), <const float*>cnp.PyArray_DATA(rois),
-                <float*>cnp.PyArray_DATA(out), g, <float>scale, sp, nthreads)
-    else:
-        with nogil:
-            err = sampled_forward[double](
-                <const double*>cnp.PyArray_DATA(inp), <const double*>cnp.PyArray_DATA(rois),
-                <double*>cnp.PyArray_DATA(out), g, scale, sp, nthreads)
-    return _finish(err, box)
+        return _finish(_sfwd(inp, rois, out, g, <float>scale, sp, nthreads), box)
+    return _finish(_sfwd(inp, rois, out, g, scale, sp, nthreads), box)
 
 
 def sampled_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
@@ -221,20 +379,10 @@ def sampled_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.nda
     cdef SampledParams sp = _params(kind, aligned, max_mode, sampling_ratio)
     cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
     cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
-    cdef int err
     if inp.dtype.itemsize == 4:
-        with nogil:
-            err = sampled_backward[float](
-                <const float*>cnp.PyArray_DATA(grad_out), <const float*>cnp.PyArray_DATA(inp),
-                <const float*>cnp.PyArray_DATA(rois), o, bs,
-                <float*>cnp.PyArray_DATA(grad_in), g, <float>scale, sp, nthreads)
-    else:
-        with nogil:
-            err = sampled_backward[double](
-                <const double*>cnp.PyArray_DATA(grad_out), <const double*>cnp.PyArray_DATA(inp),
-                <const double*>cnp.PyArray_DATA(rois), o, bs,
-                <double*>cnp.PyArray_DATA(grad_in), g, scale, sp, nthreads)
-    return _finish(err, box)
+        return _finish(_sbwd(grad_out, inp, rois, o, bs, grad_in, g, <float>scale, sp,
+                             nthreads), box)
+    return _finish(_sbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, sp, nthreads), box)
 
 
 def pool_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
@@ -242,18 +390,9 @@ def pool_fwd(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray o
     """Forward of RoI Pool into ``out``."""
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
-    cdef int err
     if inp.dtype.itemsize == 4:
-        with nogil:
-            err = pool_forward[float](
-                <const float*>cnp.PyArray_DATA(inp), <const float*>cnp.PyArray_DATA(rois),
-                <float*>cnp.PyArray_DATA(out), g, <float>scale, bins, nthreads)
-    else:
-        with nogil:
-            err = pool_forward[double](
-                <const double*>cnp.PyArray_DATA(inp), <const double*>cnp.PyArray_DATA(rois),
-                <double*>cnp.PyArray_DATA(out), g, scale, bins, nthreads)
-    return _finish(err, box)
+        return _finish(_pfwd(inp, rois, out, g, <float>scale, bins, nthreads), box)
+    return _finish(_pfwd(inp, rois, out, g, scale, bins, nthreads), box)
 
 
 def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
@@ -264,17 +403,7 @@ def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarra
     cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
     cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
     cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
-    cdef int err
     if inp.dtype.itemsize == 4:
-        with nogil:
-            err = pool_backward[float](
-                <const float*>cnp.PyArray_DATA(grad_out), <const float*>cnp.PyArray_DATA(inp),
-                <const float*>cnp.PyArray_DATA(rois), o, bs,
-                <float*>cnp.PyArray_DATA(grad_in), g, <float>scale, bins, nthreads)
-    else:
-        with nogil:
-            err = pool_backward[double](
-                <const double*>cnp.PyArray_DATA(grad_out), <const double*>cnp.PyArray_DATA(inp),
-                <const double*>cnp.PyArray_DATA(rois), o, bs,
-                <double*>cnp.PyArray_DATA(grad_in), g, scale, bins, nthreads)
-    return _finish(err, box)
+        return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, <float>scale, bins,
+                             nthreads), box)
+    return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, bins, nthreads), box)

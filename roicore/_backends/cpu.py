@@ -42,13 +42,13 @@ from . import shared
 xp = np
 
 _ERRORS = {
-    1: (MemoryError, "the CPU kernels ran out of memory for their scratch buffers (sample "
-        "tables, packed input or per-thread tiles); try fewer `rois` or a smaller input per "
-        "call"),
+    _cpu.ERR_NOMEM: (MemoryError, "the CPU kernels ran out of memory for their scratch "
+                     "buffers (sample tables, packed input or per-thread tiles); try fewer "
+                     "`rois` or a smaller input per call"),
     # checked (with a precise message) before the kernels run; kept as a backstop
-    2: (ValueError, "the sampling cost of this call is above roicore's limits "
+    _cpu.ERR_COST: (ValueError, "the sampling cost of this call is above roicore's limits "
         "(see roicore._backends.limits); pass a smaller `sampling_ratio` or check `rois`"),
-    3: (KeyboardInterrupt, "interrupted"),
+    _cpu.ERR_INTERRUPTED: (KeyboardInterrupt, "interrupted"),
 }
 
 

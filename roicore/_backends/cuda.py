@@ -40,6 +40,7 @@ from typing import Any
 import cupy
 import numpy as np
 
+from .. import _cpu
 from .. import _validation as V
 from . import cuda_source as S
 from . import limits as _limits
@@ -50,7 +51,8 @@ xp = cupy
 
 _BLOCK = 256
 _MAX_BLOCKS = 1 << 18  # grid-stride loops cover the rest
-_CSR_THREADS = 256  # RC_CSR_THREADS in the .cu: rc_roi_csr needs exactly this block size
+# roi_common.h RC_CSR_THREADS: rc_roi_csr needs exactly this block size
+_CSR_THREADS = _cpu.CSR_BLOCK
 _MAX_CSR_BLOCKS = 65535
 
 _tls = threading.local()

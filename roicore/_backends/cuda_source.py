@@ -14,30 +14,38 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import re
 from pathlib import Path
 
 #: Kernel file, relative to the source root.
 KERNELS_CU = Path("cuda") / "roicore_kernels.cu"
-#: Shared per-axis maths, relative to the source root.
+#: Per-element maths shared with the CPU kernels (per axis and per bin), relative to
+#: the source root.
 COMMON_H = Path("include") / "roicore" / "roi_common.h"
 #: The line of the .cu file that the header's text replaces.
 INCLUDE_LINE = '#include "roicore/roi_common.h"'
 
 DTYPES = ("float", "double")
 LAYOUTS = (False, True)  # channels_last
-#: Kernels templated on <T, channels_last>.
-LAYOUT_KERNELS = (
-    "rc_pool_fwd",
-    "rc_pool_arg",
-    "rc_pool_bwd_atomic",
-    "rc_pool_bwd_gather",
-    "rc_sampled_fwd",
-    "rc_sampled_arg",
-    "rc_sampled_bwd_atomic",
-    "rc_sampled_bwd_gather",
-)
-#: Kernels templated on <T> only.
-DTYPE_KERNELS = ("rc_roi_count", "rc_roi_csr")
+#: A kernel of the .cu file: ``template <typename T[, bool CL]> __global__ void name(``.
+_KERNEL_RE = re.compile(r"template <typename T(, bool CL)?>\s*__global__\s+void\s+(\w+)\s*\(")
+
+
+def kernels(text: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The kernels of the source, in file order, read from the .cu itself (one
+    list, no restated copy): (templated on <T, channels_last>, on <T> only)."""
+    found = _KERNEL_RE.findall(source() if text is None else text)
+    return (tuple(n for cl, n in found if cl), tuple(n for cl, n in found if not cl))
+
+
+def __getattr__(attr: str) -> tuple[str, ...]:
+    # LAYOUT_KERNELS (<T, channels_last>) and DTYPE_KERNELS (<T>), read lazily
+    # from the source so that importing this module never reads files.
+    if attr == "LAYOUT_KERNELS":
+        return kernels()[0]
+    if attr == "DTYPE_KERNELS":
+        return kernels()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 #: NVRTC options (CuPy adds -arch for the current device).  --fmad=false: no
 #: a*b+c contraction, as the CPU build's -ffp-contract=off, so results can be
@@ -64,8 +72,9 @@ def name(kernel: str, T: str, channels_last: bool | None = None) -> str:
 
 def name_expressions() -> tuple[str, ...]:
     """Every instantiation: each kernel x dtype (x layout)."""
-    out = [name(k, T, cl) for k, T, cl in itertools.product(LAYOUT_KERNELS, DTYPES, LAYOUTS)]
-    out += [name(k, T) for k, T in itertools.product(DTYPE_KERNELS, DTYPES)]
+    layout, dtype = kernels()
+    out = [name(k, T, cl) for k, T, cl in itertools.product(layout, DTYPES, LAYOUTS)]
+    out += [name(k, T) for k, T in itertools.product(dtype, DTYPES)]
     return tuple(out)
 
 

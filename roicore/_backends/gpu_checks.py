@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _cpu
+
 #: Environment variable that turns the check off by default.
 ENV_SKIP = "ROICORE_GPU_SKIP_ROI_CHECK"
 
@@ -75,10 +77,8 @@ def gpu_checks(enabled: bool = True) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- sampling grid
-#: roi_common.h RC_GRID_CAP / RC_COORD_LIMIT and kinds.
-GRID_CAP = 2147483648.0
-COORD_LIMIT = 1099511627776.0
-_ALIGN, _WARP, _MNC = 0, 1, 2
+#: roi_common.h RC_COORD_LIMIT (read from the extension).
+COORD_LIMIT = _cpu.COORD_LIMIT
 
 
 def c_round(v: np.ndarray) -> np.ndarray:
@@ -94,59 +94,18 @@ def c_round(v: np.ndarray) -> np.ndarray:
     return np.where(r < -lim, -lim, r)
 
 
-def adaptive_grid(kind: int, aligned: bool, c1: np.ndarray, c2: np.ndarray, scale: Any,
-                  P: int) -> np.ndarray:
-    """Samples per bin side of one axis with ``sampling_ratio <= 0``: the
-    arithmetic of roi_common.h rc_sample_axis, operation by operation in the
-    coordinates' dtype (float32 or float64, IEEE-rounded like the kernels'
-    --fmad=false / -ffp-contract=off code), as int64 capped at GRID_CAP."""
-    T = c1.dtype.type
-    sc = T(scale)
-    if kind == _MNC:
-        return np.ones(c1.shape, np.int64)
-    with np.errstate(all="ignore"):
-        if kind == _WARP:
-            s, e = c_round(c1 * sc), c_round(c2 * sc)
-        else:
-            off = T(0.5) if aligned else T(0.0)
-            s, e = c1 * sc - off, c2 * sc - off
-        ln = e - s
-        if not aligned or kind == _WARP:
-            ln = np.where(ln > T(1), ln, T(1))  # rc_max(len, 1): NaN -> 1
-        g = np.ceil(ln / T(P))
-        g = np.where(g > T(0), g, T(0))  # !(g > 0) -> 0, NaN included
-        g = np.where(g > T(GRID_CAP), T(GRID_CAP), g)
-    return g.astype(np.int64)
-
-
 def sampling_cost(plan: Any, rois_T: np.ndarray) -> tuple:
-    """The CPU kernels' ``sampled_cost`` replayed in NumPy: (largest samples
-    per bin, its RoI, largest samples along a RoI side, its RoI, largest
-    samples per RoI, its RoI, samples of the call times C).  ``rois_T``:
-    (K, 5) host RoIs already cast to the compute dtype."""
+    """The CPU kernels' ``sampled_cost`` (the compiled roi_common.h geometry,
+    not a re-implementation): (largest samples per bin, its RoI, largest
+    samples along a RoI side, its RoI, largest samples per RoI, its RoI,
+    samples of the call times C).  ``rois_T``: (K, 5) host RoIs already cast
+    to the compute dtype."""
     s = plan.shapes
     K = rois_T.shape[0]
     if plan.op != "sampled" or K == 0:
         return 0.0, -1, 0.0, -1, 0.0, -1, 0.0
-    if plan.kind == _MNC:
-        gh = gw = np.ones(K, np.int64)
-    elif plan.sampling_ratio > 0:
-        gh = gw = np.full(K, int(plan.sampling_ratio), np.int64)
-    else:
-        gh = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 2], rois_T[:, 4],
-                           plan.spatial_scale, s.PH)
-        gw = adaptive_grid(plan.kind, plan.aligned, rois_T[:, 1], rois_T[:, 3],
-                           plan.spatial_scale, s.PW)
-    empty = (gh == 0) | (gw == 0)  # roi_common.h rc_grid_pair
-    gh = np.where(empty, 0, gh)
-    gw = np.where(empty, 0, gw)
-    binc = gh.astype(np.float64) * gw.astype(np.float64)
-    side = np.maximum(s.PH * gh, s.PW * gw).astype(np.float64)
-    roi = binc * float(s.PH * s.PW)
-    kb, ks, kr = int(np.argmax(binc)), int(np.argmax(side)), int(np.argmax(roi))
-    total = float(binc.sum()) * float(s.PH * s.PW) * float(s.C)
-    return (float(binc[kb]), kb if binc[kb] > 0 else -1, float(side[ks]),
-            ks if side[ks] > 0 else -1, float(roi[kr]), kr if roi[kr] > 0 else -1, total)
+    return _cpu.sampled_cost_for(np.ascontiguousarray(rois_T), s.C, s.PH, s.PW, plan.kind,
+                                 plan.aligned, plan.sampling_ratio, plan.spatial_scale)
 
 
 def grid_too_large(plan: Any, rois_T: np.ndarray) -> bool:

@@ -16,18 +16,22 @@ checks they agree):
 
 ``gh``/``gw`` are ``sampling_ratio`` when it is positive, else the adaptive
 ``ceil(roi_side / output_side)``.  The numbers come from the kernels'
-own arithmetic (CPU: ``roicore._cpu.sampled_cost_of``; GPU: its NumPy replay
-in :mod:`roicore._backends.gpu_checks`).  No import of CuPy or of the extension here.
+own arithmetic (``roicore._cpu.sampled_cost_of``; for the GPU backend's RoI
+check, ``roicore._cpu.sampled_cost_for`` from :mod:`roicore._backends.gpu_checks`).  The
+limits themselves are defined once, in ``roi_common.h``, and read from the
+extension.  No import of CuPy here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-BIN_SAMPLE_LIMIT = 1 << 24
-SIDE_SAMPLE_LIMIT = 1 << 21
-ROI_SAMPLE_LIMIT = 1 << 28
-CALL_SAMPLE_LIMIT = 1 << 40
+from .._cpu import (  # defined in roi_common.h
+    BIN_SAMPLE_LIMIT,
+    CALL_SAMPLE_LIMIT,
+    ROI_SAMPLE_LIMIT,
+    SIDE_SAMPLE_LIMIT,
+)
 
 
 def check_sampling_cost(plan: Any, max_bin: float, bin_roi: int, max_side: float,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _cpu
 from .demo import SEED_MAP, SEED_ROI
 
 #: Largest output side the figure draws legibly.
@@ -75,14 +76,6 @@ class Geometry:
         return out
 
 
-def _c_round(v: float) -> int:
-    """C round(): half away from zero."""
-    a = abs(v)
-    f = math.floor(a)
-    r = f + 1 if a - f >= 0.5 else f
-    return int(-r if v < 0 else r)
-
-
 #: The kernels' compute dtype for the float32 seed map: every coordinate below is
 #: computed in it, in the kernels' operation order, so that samples on a range
 #: boundary (e.g. y == -1) fall on the same side as in roicore.
@@ -123,14 +116,11 @@ def _bilinear(fmap: np.ndarray, y: Any, x: Any, check_range: bool = True) -> Any
 def _pool_geometry(fmap, roi, ph, pw, scale, bins):
     H, W = fmap.shape
     x1, y1, x2, y2 = roi
-    xs, ys, xe, ye = (_c_round(_scaled(v, scale)) for v in (x1, y1, x2, y2))
+    # the kernels' own bins (roi_common.h rc_round / rc_pool_bin, compiled)
+    rule = _cpu.BINS_FAST_RCNN if bins == "fast_rcnn" else _cpu.BINS_EQUAL
+    xs, xe, wr = _cpu.pool_axis_bins(x1, x2, scale, pw, W, rule)
+    ys, ye, hr = _cpu.pool_axis_bins(y1, y2, scale, ph, H, rule)
     if bins == "fast_rcnn":
-        rw, rh = max(xe - xs + 1, 1), max(ye - ys + 1, 1)
-        bh, bw = T(rh) / T(ph), T(rw) / T(pw)  # the kernel's operation order
-        hr = [(int(np.floor(T(i) * bh)) + ys, int(np.ceil(T(i + 1) * bh)) + ys)
-              for i in range(ph)]
-        wr = [(int(np.floor(T(j) * bw)) + xs, int(np.ceil(T(j + 1) * bw)) + xs)
-              for j in range(pw)]
         box = (xs - 0.5, ys - 0.5, xe + 0.5, ye + 0.5)
         label = f"RoI, end inclusive: columns {xs}..{xe}, rows {ys}..{ye}"
         if xs < 0 or ys < 0 or xe >= W or ye >= H:
@@ -139,14 +129,6 @@ def _pool_geometry(fmap, roi, ph, pw, scale, bins):
                  "floor(i*size/PH) / ceil((i+1)*size/PH), so neighbouring bins may overlap.",
                  "Each output is the max of its bin (circled)."]
     else:
-        sh, sw = max(ye - ys, 1), max(xe - xs, 1)
-
-        def sec(lo, size, n, k):
-            a = k * size // n
-            return lo + a, lo + max((k + 1) * size // n, a + 1)
-
-        hr = [sec(ys, sh, ph, i) for i in range(ph)]
-        wr = [sec(xs, sw, pw, j) for j in range(pw)]
         box = (xs - 0.5, ys - 0.5, xe - 0.5, ye - 0.5)
         label = f"RoI, end exclusive: columns {xs}..{xe - 1}, rows {ys}..{ye - 1}"
         if xs < 0 or ys < 0 or xe > W or ye > H:
@@ -155,10 +137,8 @@ def _pool_geometry(fmap, roi, ph, pw, scale, bins):
                  "edges floor(i*size/PH); the end pixel is excluded.",
                  "Each output is the max of its bin (circled)."]
     out = []
-    for i, (hs, he) in enumerate(hr):
-        for j, (ws, we) in enumerate(wr):
-            hs_, he_ = min(max(hs, 0), H), min(max(he, 0), H)
-            ws_, we_ = min(max(ws, 0), W), min(max(we, 0), W)
+    for i, (hs_, he_) in enumerate(hr):
+        for j, (ws_, we_) in enumerate(wr):
             b = Bin(i, j, ws_ - 0.5, hs_ - 0.5, we_ - 0.5, he_ - 0.5, 0.0)
             if he_ > hs_ and we_ > ws_:
                 block = fmap[hs_:he_, ws_:we_]
@@ -170,15 +150,13 @@ def _pool_geometry(fmap, roi, ph, pw, scale, bins):
     return Geometry("pool", title, notes, box, label, out, ph, pw)
 
 
-def _sampled_geometry(fmap, box, ph, pw, sr, mode, clamp_size):
-    """RoI Align's bins and samples on a box (T values) in feature-map coordinates."""
-    xs, ys, xe, ye = box
-    rw, rh = xe - xs, ye - ys
-    if clamp_size:
-        rw, rh = max(rw, T(1)), max(rh, T(1))
-    bh, bw = rh / T(ph), rw / T(pw)
-    gh = sr if sr > 0 else int(np.ceil(rh / T(ph)))
-    gw = sr if sr > 0 else int(np.ceil(rw / T(pw)))
+def _sampled_geometry(fmap, roi, ph, pw, sr, mode, kind, aligned, scale):
+    """Bins and samples of a sampled op (RoI Align / RoI Warp) on ``roi`` in image
+    coordinates: the kernels' own per-axis geometry (roi_common.h, compiled)."""
+    H, W = fmap.shape
+    ys, bh, gh, yc = _cpu.sample_axis(kind, roi[1], roi[3], scale, aligned, ph, sr, H)
+    xs, bw, gw, xc = _cpu.sample_axis(kind, roi[0], roi[2], scale, aligned, pw, sr, W)
+    ys, bh, xs, bw = T(ys), T(bh), T(xs), T(bw)
     count = T(max(gh * gw, 1))
     out = []
     for i in range(ph):
@@ -187,10 +165,10 @@ def _sampled_geometry(fmap, box, ph, pw, sr, mode, clamp_size):
                     float(xs + T(j + 1) * bw), float(ys + T(i + 1) * bh), 0.0)
             acc = T(0)
             for iy in range(gh):
-                y = ys + T(i) * bh + T(iy + 0.5) * bh / T(gh)
+                y, oky = yc[i * gh + iy]
                 for ix in range(gw):
-                    x = xs + T(j) * bw + T(ix + 0.5) * bw / T(gw)
-                    v = _bilinear(fmap, y, x)
+                    x, okx = xc[j * gw + ix]
+                    v = _bilinear(fmap, T(y), T(x), check_range=False) if oky and okx else None
                     if v is not None:
                         acc = acc + v
                     b.samples.append(Sample(float(x), float(y), 0.0 if v is None else float(v),
@@ -223,8 +201,8 @@ def geometry(op: str, *, roi: tuple[float, float, float, float] | None = None,
     if op == "align":
         off = T(0.5) if aligned else T(0)
         box = tuple(_scaled(v, s) - off for v in roi)
-        bs, gh, gw = _sampled_geometry(fm, box, ph, pw, sampling_ratio, mode,
-                                       clamp_size=not aligned)
+        bs, gh, gw = _sampled_geometry(fm, roi, ph, pw, sampling_ratio, mode, _cpu.KIND_ALIGN,
+                                       aligned, s)
         how = "mean" if mode == "avg" else "max"
         notes = [f"{gh}x{gw} bilinear samples per bin (sampling_ratio={sampling_ratio}); each "
                  f"output is the {how} of its bin's samples.",
@@ -241,7 +219,9 @@ def geometry(op: str, *, roi: tuple[float, float, float, float] | None = None,
         return Geometry("align", title, notes, box, label, bs, ph, pw)
     if op != "warp":
         raise ValueError(f"--op must be pool, align or warp; got {op!r}")
-    q = tuple(T(_c_round(_scaled(v, s))) for v in roi)
+    (qx1, qx2, _), (qy1, qy2, _) = (_cpu.pool_axis_bins(roi[a], roi[a + 2], s, 1, 1, 0)
+                                    for a in (0, 1))  # rc_round, compiled
+    q = (T(qx1), T(qy1), T(qx2), T(qy2))
     given = tuple(float(_scaled(v, s)) for v in roi)
     label = f"RoI ({roi[0]:g}, {roi[1]:g})-({roi[2]:g}, {roi[3]:g})"
     if given != tuple(float(v) for v in q):
@@ -265,7 +245,8 @@ def geometry(op: str, *, roi: tuple[float, float, float, float] | None = None,
                  "then each bin takes ONE bilinear sample at its top-left corner."]
         title = "RoI Warp, compat='mnc': rounded box, one sample per bin"
     else:
-        bs, gh, gw = _sampled_geometry(fm, q, ph, pw, sampling_ratio, mode, clamp_size=True)
+        bs, gh, gw = _sampled_geometry(fm, roi, ph, pw, sampling_ratio, mode, _cpu.KIND_WARP,
+                                       False, s)
         how = "mean" if mode == "avg" else "max"
         notes = ["The box is rounded to whole pixels like RoI Pool (C round, half away from 0),",
                  f"then sampled like RoI Align (aligned=False): {gh}x{gw} bilinear samples per "

@@ -3,14 +3,16 @@
  *
  * Compiled at run time by NVRTC through cupy.RawModule (roicore/_gpu.py).
  * The line including roi_common.h below is REPLACED by the header's text
- * before compilation (roicore/_cuda_source.py), so the per-axis maths is
- * the CPU backend's, character for character, and CuPy's binary cache key
+ * before compilation (roicore/_cuda_source.py), so all per-element maths
+ * (per axis and per bin: bilinear gather/scatter, avg/max rules, pool
+ * max/argmax, strides, batch check, parameters, limits) is the CPU backend's,
+ * character for character, and CuPy's binary cache key
  * (source text + options) covers the header.  No other #include: NVRTC has
  * no libc headers.
  *
  * Exactness: compiled with --fmad=false (no a*b+c contraction; the CPU
  * build uses -ffp-contract=off) and the same operation order per output
- * element as roi_cpu.h, so float32/float64 results are meant to be
+ * element as the CPU kernels (both call roi_common.h), so float32/float64 results are meant to be
  * bit-identical to the CPU backend (forward and deterministic backward).
  *
  * Every kernel is a grid-stride loop with 64-bit indices.  Every kernel
@@ -31,27 +33,13 @@
  *                              atomics (deterministic; same summation order
  *                              as the CPU backend)
  *   rc_sampled_fwd / rc_sampled_arg / rc_sampled_bwd_atomic /
- *   rc_sampled_bwd_gather<T, CL>  the same for the sampled ops
+ *   rc_sampled_bwd_gather<T, CL>  the same for the sampled ops (RoI Align,
+ *                              RoI Warp, MNC warp; the CUDA forward of RoI
+ *                              Align is rc_sampled_fwd)
  */
 #include "roicore/roi_common.h"
 
 namespace roicore {
-
-/* Lowest finite value (std::numeric_limits<T>::lowest() without <limits>). */
-template <typename T>
-struct rc_limits;
-template <>
-struct rc_limits<float> {
-  static __device__ __forceinline__ float lowest() {
-    return __int_as_float(0xff7fffff);
-  }
-};
-template <>
-struct rc_limits<double> {
-  static __device__ __forceinline__ double lowest() {
-    return __longlong_as_double(0xffefffffffffffffULL);
-  }
-};
 
 __device__ __forceinline__ void rc_atomic_add(float* p, float v) {
   atomicAdd(p, v);
@@ -70,17 +58,20 @@ __device__ __forceinline__ void rc_atomic_add(double* p, double v) {
 #endif
 }
 
-/* Element strides of the input: offset(n, c, y, x) = n*sn + c*sc + y*sy + x*sx. */
+/* Element strides of the input (roi_common.h rc_strides). */
 template <bool CL>
 struct RcStrides {
   rc_index sn, sc, sy, sx;
   __device__ __forceinline__ RcStrides(rc_index C, rc_index H, rc_index W) {
-    sn = C * H * W;
-    if (CL) {
-      sc = 1; sy = W * C; sx = C;
-    } else {
-      sc = H * W; sy = W; sx = 1;
-    }
+    rc_strides(CL, C, H, W, &sn, &sc, &sy, &sx);
+  }
+};
+
+/* atomicAdd, for RcBilinear::scatter. */
+struct RcAtomicAdd {
+  template <typename T>
+  __device__ __forceinline__ void operator()(T* p, T v) const {
+    rc_atomic_add(p, v);
   }
 };
 
@@ -127,15 +118,6 @@ __device__ __forceinline__ void rc_in_coords(rc_index i, rc_index C,
   }
 }
 
-/* Batch index of RoI k, -1 when out of [0, N) (roi_cpu.h rc_batch): from
- * the exact int64 array made from the caller's rois before their cast to the
- * compute dtype (float32 holds integers exactly only up to 2^24). */
-__device__ __forceinline__ rc_index rc_batch_of(const rc_index* batch,
-                                                rc_index k, rc_index N) {
-  const rc_index b = batch[k];
-  return (b >= 0 && b < N) ? b : -1;
-}
-
 #define RC_GRID_STRIDE(i, total)                                        \
   for (rc_index i = static_cast<rc_index>(blockIdx.x) * blockDim.x +    \
                     threadIdx.x;                                        \
@@ -145,40 +127,6 @@ __device__ __forceinline__ rc_index rc_batch_of(const rc_index* batch,
 /* ------------------------------------------------------------------ */
 /* RoI Pool helpers                                                     */
 /* ------------------------------------------------------------------ */
-
-/* Rounded, scaled RoI corners (roi_cpu.h pool_tabs). */
-template <typename T>
-struct RcPoolRoi {
-  rc_index xs, ys, xe, ye;
-  __device__ __forceinline__ RcPoolRoi(const T* roi, T scale) {
-    xs = static_cast<rc_index>(rc_round(roi[1] * scale));
-    ys = static_cast<rc_index>(rc_round(roi[2] * scale));
-    xe = static_cast<rc_index>(rc_round(roi[3] * scale));
-    ye = static_cast<rc_index>(rc_round(roi[4] * scale));
-  }
-};
-
-/* Max of one bin (roi_cpu.h pool_bin): running max from the lowest finite
- * value, strict '>' (first maximum in row-major order wins, NaN never
- * wins), empty bin -> 0 with no winner. */
-template <typename T>
-__device__ __forceinline__ T rc_pool_max(const T* plane, rc_index sy,
-                                         rc_index sx, rc_index W, rc_index hs,
-                                         rc_index he, rc_index ws, rc_index we,
-                                         rc_index* arg) {
-  *arg = -1;
-  if (he <= hs || we <= ws) return (T)0;
-  T best = rc_limits<T>::lowest();
-  for (rc_index h = hs; h < he; ++h)
-    for (rc_index w = ws; w < we; ++w) {
-      const T v = plane[h * sy + w * sx];
-      if (v > best) {
-        best = v;
-        *arg = h * W + w;
-      }
-    }
-  return best;
-}
 
 /* Value and winner of output (k, c, ph, pw); n < 0 -> 0, no winner. */
 template <typename T, bool CL>
@@ -190,7 +138,7 @@ __device__ __forceinline__ T rc_pool_out(const T* x, const T* rois,
                                          rc_index c, rc_index ph, rc_index pw,
                                          rc_index* n_out, rc_index* arg) {
   const T* roi = rois + 5 * k;
-  const rc_index n = rc_batch_of(batch, k, N);
+  const rc_index n = rc_batch_index(batch, k, N);
   *n_out = n;
   *arg = -1;
   if (n < 0) return (T)0;
@@ -207,26 +155,16 @@ __device__ __forceinline__ T rc_pool_out(const T* x, const T* rois,
 /* Sampled-op helpers                                                   */
 /* ------------------------------------------------------------------ */
 
-struct RcSampledParams {
-  int kind;
-  bool aligned;
-  bool max_mode;
-  int sampling_ratio;
-};
-
 /* Per-axis geometry of one RoI (roi_cpu.h sampled_geometry). */
 template <typename T>
 struct RcSampledRoi {
   T ys, bh, xs, bw;
   rc_index gh, gw;
-  __device__ __forceinline__ RcSampledRoi(const RcSampledParams& sp,
+  __device__ __forceinline__ RcSampledRoi(const SampledParams& sp,
                                           const T* roi, T scale, rc_index PH,
                                           rc_index PW) {
-    rc_sample_axis<T>(sp.kind, roi[2], roi[4], scale, sp.aligned, PH,
-                      sp.sampling_ratio, &ys, &bh, &gh);
-    rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, PW,
-                      sp.sampling_ratio, &xs, &bw, &gw);
-    rc_grid_pair(&gh, &gw);
+    rc_sampled_geometry<T>(sp, roi, scale, PH, PW, &ys, &bh, &gh, &xs, &bw,
+                           &gw);
     big = rc_grid_too_large(gh, gw, PH, PW);
   }
   bool big;
@@ -235,82 +173,63 @@ struct RcSampledRoi {
   __device__ __forceinline__ bool too_large() const { return big; }
 };
 
-/* One bilinear sample along one axis (roi_cpu.h sample_tab_fill, one entry;
- * lo/hi are cell indices, not yet multiplied by the stride). */
+/* One bilinear sample along one axis (roi_common.h rc_sample; lo/hi are
+ * cell indices, not yet multiplied by the stride). */
 template <typename T>
 struct RcSample {
   rc_index lo, hi;
   T wl, wh;
   bool ok;
-  __device__ __forceinline__ RcSample(int kind, T start, T bin, rc_index p,
-                                      rc_index i, rc_index grid,
-                                      rc_index size) {
-    const T v = rc_sample_coord<T>(kind, start, bin, p, i, grid);
-    lo = 0; hi = 0; wl = 0; wh = 0;
-    ok = rc_bilinear_axis<T>(kind, v, size, &lo, &hi, &wl, &wh);
+  RC_HD RcSample(int kind, T start, T bin, rc_index p, rc_index i,
+                 rc_index grid, rc_index size) {
+    ok = rc_sample<T>(kind, start, bin, p, i, grid, size, &lo, &hi, &wl, &wh);
   }
   __device__ __forceinline__ bool touches(rc_index v) const {
     return ok && (lo == v || hi == v);
   }
 };
 
-/* roi_cpu.h bilinear_at. */
+/* Sample (a, b) on a plane with strides sy, sx (roi_common.h RcBilinear). */
 template <typename T>
-__device__ __forceinline__ T rc_bilinear(const T* p, rc_index sy, rc_index sx,
-                                         const RcSample<T>& a,
-                                         const RcSample<T>& b) {
-  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
-  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-  return w1 * p[a.lo * sy + b.lo * sx] + w2 * p[a.lo * sy + b.hi * sx] +
-         w3 * p[a.hi * sy + b.lo * sx] + w4 * p[a.hi * sy + b.hi * sx];
+RC_HD RcBilinear<T> rc_corners(const RcSample<T>& a, const RcSample<T>& b,
+                               rc_index sy, rc_index sx) {
+  return RcBilinear<T>(a.lo * sy, a.hi * sy, a.wh, a.wl, b.lo * sx, b.hi * sx,
+                       b.wh, b.wl);
 }
 
-/* Forward of one bin (roi_cpu.h sampled_bin); *win = winning sample
+/* The samples of bin (ph, pw), computed per thread, for rc_sampled_bin. */
+template <typename T>
+struct RcThreadBin {
+  typedef RcSample<T> Row;
+  typedef RcSample<T> Col;
+  const T* plane;
+  rc_index sy, sx;
+  int kind;
+  const RcSampledRoi<T>& g;
+  rc_index H, W, ph, pw;
+  RC_HD Row row(rc_index iy) const {
+    return Row(kind, g.ys, g.bh, ph, iy, g.gh, H);
+  }
+  RC_HD Col col(rc_index ix) const {
+    return Col(kind, g.xs, g.bw, pw, ix, g.gw, W);
+  }
+  RC_HD T value(const Row& a, const Col& b) const {
+    return rc_corners(a, b, sy, sx).gather(plane);
+  }
+};
+
+/* Forward of one bin (roi_common.h rc_sampled_bin); *win = winning sample
  * (local iy * gw + ix) in max mode, -1 if none. */
 template <typename T>
-__device__ T rc_sampled_bin(const T* plane, rc_index sy, rc_index sx,
-                            const RcSampledParams& sp,
+__device__ T rc_sampled_out(const T* plane, rc_index sy, rc_index sx,
+                            const SampledParams& sp,
                             const RcSampledRoi<T>& g, rc_index H, rc_index W,
                             rc_index ph, rc_index pw, rc_index* win) {
-  const rc_index gh = g.gh, gw = g.gw;
-  *win = -1;
-  if (!sp.max_mode) {
-    T acc = 0;
-    for (rc_index iy = 0; iy < gh; ++iy) {
-      const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, gh, H);
-      if (!a.ok) continue;
-      for (rc_index ix = 0; ix < gw; ++ix) {
-        const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, gw, W);
-        if (!b.ok) continue;
-        acc += rc_bilinear(plane, sy, sx, a, b);
-      }
-    }
-    const rc_index cnt = gh * gw;
-    return acc / static_cast<T>(cnt > 1 ? cnt : 1);
-  }
-  /* mmcv max: an out-of-range sample is the value 0 and takes part. */
-  if (gh * gw == 0) return (T)0;
-  T best = rc_limits<T>::lowest();
-  rc_index by = -1, bx = -1;
-  for (rc_index iy = 0; iy < gh; ++iy) {
-    const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, gh, H);
-    for (rc_index ix = 0; ix < gw; ++ix) {
-      const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, gw, W);
-      const bool ok = a.ok && b.ok;
-      const T v = ok ? rc_bilinear(plane, sy, sx, a, b) : (T)0;
-      if (v > best) {
-        best = v;
-        if (ok) {
-          by = iy;
-          bx = ix;
-        } else {
-          by = -2; /* an out-of-range sample leads: no gradient */
-        }
-      }
-    }
-  }
-  if (by >= 0) *win = by * gw + bx;
-  return best;
+  const RcThreadBin<T> s = {plane, sy, sx, sp.kind, g, H, W, ph, pw};
+  rc_index wy = -1, wx = -1;
+  const T v = rc_sampled_bin<T>(s, sp.max_mode, g.gh, g.gw, &wy, &wx);
+  *win = wy >= 0 ? wy * g.gw + wx : -1;
+  return v;
 }
 
 /* Conservative test: may a sample of bins [p0, p1) of this axis have a
@@ -358,7 +277,7 @@ __global__ void rc_roi_count(const T* __restrict__ rois,
                              const rc_index N,
                              unsigned long long* __restrict__ count) {
   RC_GRID_STRIDE(k, K) {
-    const rc_index b = rc_batch_of(batch, k, N);
+    const rc_index b = rc_batch_index(batch, k, N);
     if (b >= 0) atomicAdd(count + b, 1ULL);
   }
 }
@@ -367,7 +286,6 @@ __global__ void rc_roi_count(const T* __restrict__ rois,
  * images): starts[n] = count[0] + ... + count[n-1] (starts[N] by the block
  * of image N-1), then the indices of the image's RoIs, in increasing order,
  * at order[starts[n]...] (a block-wide prefix sum per chunk of RoIs). */
-#define RC_CSR_THREADS 256
 template <typename T>
 __global__ void rc_roi_csr(const T* __restrict__ rois,
                            const rc_index* __restrict__ batch, const rc_index K,
@@ -397,7 +315,7 @@ __global__ void rc_roi_csr(const T* __restrict__ rois,
     for (rc_index k0 = 0; k0 < K; k0 += nt) {
       const rc_index k = k0 + t;
       const rc_index flag =
-          (k < K && rc_batch_of(batch, k, N) == n) ? 1 : 0;
+          (k < K && rc_batch_index(batch, k, N) == n) ? 1 : 0;
       buf[t] = flag;
       __syncthreads();
       for (int off = 1; off < nt; off <<= 1) { /* inclusive scan */
@@ -494,7 +412,7 @@ __global__ void rc_pool_bwd_gather(const T* __restrict__ grad_out,
       const rc_index k = order[r];
       if (k < 0 || k >= K) continue;
       const T* roi = rois + 5 * k;
-      if (rc_batch_of(batch, k, N) != n) continue;
+      if (rc_batch_index(batch, k, N) != n) continue;
       const RcPoolRoi<T> q(roi, scale);
       /* bin bounds are monotone in the bin index: the union of the bins is
        * [lo(0), hi(P-1)) */
@@ -533,14 +451,14 @@ __global__ void rc_sampled_fwd(const T* __restrict__ x,
                                const rc_index PW, const T scale,
                                const int kind, const int aligned,
                                const int max_mode, const int sampling_ratio) {
-  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+  const SampledParams sp = {kind, aligned != 0, max_mode != 0,
                               sampling_ratio};
   const RcStrides<CL> st(C, H, W);
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(batch, k, N);
+    const rc_index n = rc_batch_index(batch, k, N);
     if (n < 0) {
       out[o] = (T)0;
       continue;
@@ -551,7 +469,7 @@ __global__ void rc_sampled_fwd(const T* __restrict__ x,
       continue;
     }
     rc_index win;
-    out[o] = rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g,
+    out[o] = rc_sampled_out<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g,
                                H, W, ph, pw, &win);
   }
 }
@@ -568,38 +486,23 @@ __global__ void rc_sampled_arg(const T* __restrict__ x,
                                const rc_index PW, const T scale,
                                const int kind, const int aligned,
                                const int max_mode, const int sampling_ratio) {
-  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+  const SampledParams sp = {kind, aligned != 0, max_mode != 0,
                               sampling_ratio};
   const RcStrides<CL> st(C, H, W);
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(batch, k, N);
+    const rc_index n = rc_batch_index(batch, k, N);
     rc_index win = -1;
     if (n >= 0) {
       const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
       if (!g.too_large())
-        rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H,
+        rc_sampled_out<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H,
                           W, ph, pw, &win);
     }
     winner[o] = win;
   }
-}
-
-/* Scatter gv * w / div to the four corners of sample (a, b), atomically. */
-template <typename T>
-__device__ __forceinline__ void rc_scatter_atomic(T* p, rc_index sy,
-                                                  rc_index sx,
-                                                  const RcSample<T>& a,
-                                                  const RcSample<T>& b, T gv,
-                                                  T div) {
-  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
-  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-  rc_atomic_add(p + a.lo * sy + b.lo * sx, gv * w1 / div);
-  rc_atomic_add(p + a.lo * sy + b.hi * sx, gv * w2 / div);
-  rc_atomic_add(p + a.hi * sy + b.lo * sx, gv * w3 / div);
-  rc_atomic_add(p + a.hi * sy + b.hi * sx, gv * w4 / div);
 }
 
 template <typename T, bool CL>
@@ -610,14 +513,14 @@ __global__ void rc_sampled_bwd_atomic(
     const rc_index C, const rc_index H, const rc_index W, const rc_index K,
     const rc_index PH, const rc_index PW, const T scale, const int kind,
     const int aligned, const int max_mode, const int sampling_ratio) {
-  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+  const SampledParams sp = {kind, aligned != 0, max_mode != 0,
                               sampling_ratio};
   const RcStrides<CL> st(C, H, W);
   RC_GRID_STRIDE(o, K * C * PH * PW) {
     rc_index k, c, ph, pw;
     rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
     const T* roi = rois + 5 * k;
-    const rc_index n = rc_batch_of(batch, k, N);
+    const rc_index n = rc_batch_index(batch, k, N);
     if (n < 0) continue;
     const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
     if (g.too_large()) continue;
@@ -625,42 +528,25 @@ __global__ void rc_sampled_bwd_atomic(
     T* gp = grad_in + n * st.sn + c * st.sc;
     if (sp.max_mode) {
       rc_index win;
-      rc_sampled_bin<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H, W,
+      rc_sampled_out<T>(x + n * st.sn + c * st.sc, st.sy, st.sx, sp, g, H, W,
                         ph, pw, &win);
       if (win < 0) continue;
       const RcSample<T> a(sp.kind, g.ys, g.bh, ph, win / g.gw, g.gh, H);
       const RcSample<T> b(sp.kind, g.xs, g.bw, pw, win % g.gw, g.gw, W);
-      rc_scatter_atomic(gp, st.sy, st.sx, a, b, gv, (T)1);
+      rc_corners(a, b, st.sy, st.sx).scatter(gp, gv, (T)1, RcAtomicAdd());
       continue;
     }
-    const rc_index cnt = g.gh * g.gw;
-    const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+    const T div = rc_avg_divisor<T>(g.gh, g.gw);
     for (rc_index iy = 0; iy < g.gh; ++iy) {
       const RcSample<T> a(sp.kind, g.ys, g.bh, ph, iy, g.gh, H);
       if (!a.ok) continue;
       for (rc_index ix = 0; ix < g.gw; ++ix) {
         const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, g.gw, W);
         if (!b.ok) continue;
-        rc_scatter_atomic(gp, st.sy, st.sx, a, b, gv, div);
+        rc_corners(a, b, st.sy, st.sx).scatter(gp, gv, div, RcAtomicAdd());
       }
     }
   }
-}
-
-/* Add the corners of sample (a, b) that fall on cell (y, x), in the CPU
- * backend's corner order (bilinear_scatter). */
-template <typename T>
-__device__ __forceinline__ void rc_gather_corners(T* acc, rc_index y,
-                                                  rc_index x,
-                                                  const RcSample<T>& a,
-                                                  const RcSample<T>& b, T gv,
-                                                  T div) {
-  const T hy = a.wh, ly = a.wl, hx = b.wh, lx = b.wl;
-  const T w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-  if (a.lo == y && b.lo == x) *acc += gv * w1 / div;
-  if (a.lo == y && b.hi == x) *acc += gv * w2 / div;
-  if (a.hi == y && b.lo == x) *acc += gv * w3 / div;
-  if (a.hi == y && b.hi == x) *acc += gv * w4 / div;
 }
 
 /* One thread per input element; RoIs of its image in CSR order, then
@@ -676,7 +562,7 @@ __global__ void rc_sampled_bwd_gather(
     const rc_index K, const rc_index PH, const rc_index PW, const T scale,
     const int kind, const int aligned, const int max_mode,
     const int sampling_ratio) {
-  const RcSampledParams sp = {kind, aligned != 0, max_mode != 0,
+  const SampledParams sp = {kind, aligned != 0, max_mode != 0,
                               sampling_ratio};
   RC_GRID_STRIDE(i, N * C * H * W) {
     rc_index n, c, y, x;
@@ -686,13 +572,12 @@ __global__ void rc_sampled_bwd_gather(
       const rc_index k = order[r];
       if (k < 0 || k >= K) continue;
       const T* roi = rois + 5 * k;
-      if (rc_batch_of(batch, k, N) != n) continue;
+      if (rc_batch_index(batch, k, N) != n) continue;
       const RcSampledRoi<T> g(sp, roi, scale, PH, PW);
       if (g.too_large()) continue;
       if (!rc_may_touch<T>(g.ys, g.bh, 0, PH, PH, y, H)) continue;
       if (!rc_may_touch<T>(g.xs, g.bw, 0, PW, PW, x, W)) continue;
-      const rc_index cnt = g.gh * g.gw;
-      const T div = static_cast<T>(cnt > 1 ? cnt : 1);
+      const T div = rc_avg_divisor<T>(g.gh, g.gw);
       for (rc_index ph = 0; ph < PH; ++ph) {
         if (!rc_may_touch<T>(g.ys, g.bh, ph, ph + 1, PH, y, H)) continue;
         for (rc_index pw = 0; pw < PW; ++pw) {
@@ -706,7 +591,7 @@ __global__ void rc_sampled_bwd_gather(
             if (!a.touches(y)) continue;
             const RcSample<T> b(sp.kind, g.xs, g.bw, pw, win % g.gw, g.gw, W);
             if (!b.touches(x)) continue;
-            rc_gather_corners(&acc, y, x, a, b, gv, (T)1);
+            rc_corners(a, b, 1, 1).gather_grad(&acc, y, x, gv, (T)1);
             continue;
           }
           for (rc_index iy = 0; iy < g.gh; ++iy) {
@@ -715,7 +600,7 @@ __global__ void rc_sampled_bwd_gather(
             for (rc_index ix = 0; ix < g.gw; ++ix) {
               const RcSample<T> b(sp.kind, g.xs, g.bw, pw, ix, g.gw, W);
               if (!b.touches(x)) continue;
-              rc_gather_corners(&acc, y, x, a, b, gv, div);
+              rc_corners(a, b, 1, 1).gather_grad(&acc, y, x, gv, div);
             }
           }
         }

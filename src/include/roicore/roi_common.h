@@ -1,5 +1,10 @@
-/* roicore: the per-axis RoI arithmetic shared by the CPU (C++ through Cython)
- * and CUDA (NVRTC through CuPy) backends.
+/* roicore: the per-element RoI arithmetic shared by the CPU (C++ through
+ * Cython) and CUDA (NVRTC through CuPy) backends: per axis (bin bounds,
+ * sample positions, bilinear clamps) and per bin (bilinear gather and
+ * scatter, the avg and max rules, the pool max/argmax, strides, the batch
+ * check, the sampled-op parameters), with the limits and kinds they use.
+ * The CPU kernels (the cpu/ headers) and src/cuda/roicore_kernels.cu both call these
+ * functions; neither writes this maths again.
  *
  * Rules (see README "Semantics"):
  *  - no #include here: NVRTC has no libc headers.  The CPU side includes
@@ -25,7 +30,8 @@ namespace roicore {
 
 typedef long long rc_index;
 
-/* Kinds of sampled (bilinear) operator. */
+/* Kinds of sampled (bilinear) operator: RoI Align, RoI Warp, MNC warp
+ * (exported to Python as roicore._cpu.KIND_ALIGN / KIND_WARP / KIND_MNC). */
 enum { RC_ALIGN = 0, RC_WARP = 1, RC_MNC = 2 };
 /* Bin rules of RoI Pool. */
 enum { RC_BINS_FAST_RCNN = 0, RC_BINS_EQUAL = 1 };
@@ -49,6 +55,10 @@ enum { RC_BINS_FAST_RCNN = 0, RC_BINS_EQUAL = 1 };
 /* An adaptive grid is capped here before its integer conversion (anything
  * above RC_BIN_SAMPLE_LIMIT is refused anyway). */
 #define RC_GRID_CAP 2147483648.0
+/* Threads of one block of the CUDA kernel rc_roi_csr (RoIs grouped by image
+ * for the deterministic backward); the Python launcher reads it from
+ * roicore._cpu.CSR_BLOCK. */
+#define RC_CSR_THREADS 256
 
 template <typename T>
 RC_HD T rc_max(T a, T b) { return a > b ? a : b; }
@@ -193,6 +203,227 @@ RC_HD bool rc_bilinear_axis(int kind, T v, rc_index size, rc_index* lo,
   }
   rc_bilinear_clamp(v, size, lo, hi, wl, wh);
   return true;
+}
+
+/* ================================================================ per bin --
+ * Everything below works on one bin or one sample; the CPU kernels call it
+ * with table entries, the CUDA kernels with values computed per thread. */
+
+/* Lowest finite value (std::numeric_limits<T>::lowest() without <limits>):
+ * the start of every running max. */
+template <typename T>
+RC_HD T rc_lowest();
+template <>
+RC_HD float rc_lowest<float>() { return -3.40282346638528859811704e+38f; }
+template <>
+RC_HD double rc_lowest<double>() { return -1.7976931348623157081452742e+308; }
+
+/* Batch index of RoI k, -1 when out of [0, N): from the exact int64 array
+ * made from the caller's rois before their cast to the compute dtype
+ * (float32 holds integers exactly only up to 2^24). */
+RC_HD rc_index rc_batch_index(const rc_index* batch, rc_index k, rc_index N) {
+  const rc_index b = batch[k];
+  return (b >= 0 && b < N) ? b : -1;
+}
+
+/* Element strides of a C-contiguous (n, c, y, x) array, NCHW or NHWC
+ * (channels_last): offset = n*sn + c*sc + y*sy + x*sx.  Inputs use (C, H, W),
+ * outputs (C, PH, PW). */
+RC_HD void rc_strides(bool channels_last, rc_index C, rc_index H, rc_index W,
+                      rc_index* sn, rc_index* sc, rc_index* sy,
+                      rc_index* sx) {
+  *sn = C * H * W;
+  if (channels_last) {
+    *sc = 1; *sy = W * C; *sx = C;
+  } else {
+    *sc = H * W; *sy = W; *sx = 1;
+  }
+}
+
+/* Parameters of a sampled op. */
+struct SampledParams {
+  int kind;            /* RC_ALIGN / RC_WARP / RC_MNC */
+  bool aligned;
+  bool max_mode;
+  int sampling_ratio;
+};
+
+/* Per-axis geometry of one RoI of a sampled op: start, bin size and grid of
+ * each axis (after rc_grid_pair). */
+template <typename T>
+RC_HD void rc_sampled_geometry(const SampledParams& sp, const T* roi, T scale,
+                               rc_index PH, rc_index PW, T* ys, T* bh,
+                               rc_index* gh, T* xs, T* bw, rc_index* gw) {
+  rc_sample_axis<T>(sp.kind, roi[2], roi[4], scale, sp.aligned, PH,
+                    sp.sampling_ratio, ys, bh, gh);
+  rc_sample_axis<T>(sp.kind, roi[1], roi[3], scale, sp.aligned, PW,
+                    sp.sampling_ratio, xs, bw, gw);
+  rc_grid_pair(gh, gw);
+}
+
+/* One bilinear sample along one axis: sample i (of grid) of bin p, its cell
+ * indices lo/hi and weights; false when it is outside the map. */
+template <typename T>
+RC_HD bool rc_sample(int kind, T start, T bin, rc_index p, rc_index i,
+                     rc_index grid, rc_index size, rc_index* lo, rc_index* hi,
+                     T* wl, T* wh) {
+  const T v = rc_sample_coord<T>(kind, start, bin, p, i, grid);
+  *lo = 0; *hi = 0; *wl = 0; *wh = 0;
+  return rc_bilinear_axis<T>(kind, v, size, lo, hi, wl, wh);
+}
+
+/* Weights of the four corners of a bilinear sample from the low/high
+ * weights of each axis, in corner order (lo,lo) (lo,hi) (hi,lo) (hi,hi). */
+template <typename T>
+RC_HD void rc_bilinear_weights(T hy, T ly, T hx, T lx, T* w1, T* w2, T* w3,
+                               T* w4) {
+  *w1 = hy * hx;
+  *w2 = hy * lx;
+  *w3 = ly * hx;
+  *w4 = ly * lx;
+}
+
+/* The four corners of a bilinear sample: offsets of the rows y0/y1 and
+ * columns x0/x1 (cell index x stride) and their weights, in the order
+ * (y0,x0) (y0,x1) (y1,x0) (y1,x1).  hy/ly: weights of the low/high row. */
+template <typename T>
+struct RcBilinear {
+  rc_index y0, y1, x0, x1;
+  T w1, w2, w3, w4;
+  RC_HD RcBilinear(rc_index ylo, rc_index yhi, T hy, T ly, rc_index xlo,
+                   rc_index xhi, T hx, T lx)
+      : y0(ylo), y1(yhi), x0(xlo), x1(xhi) {
+    rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
+  }
+  /* Value of the sample on plane p. */
+  RC_HD T gather(const T* p) const {
+    return w1 * p[y0 + x0] + w2 * p[y0 + x1] + w3 * p[y1 + x0] +
+           w4 * p[y1 + x1];
+  }
+  /* Gradient g of the sample to corner 0..3; div applied as (g * w) / div,
+   * the torchvision order. */
+  RC_HD T grad(int corner, T g, T div) const {
+    const T w = corner == 0 ? w1 : corner == 1 ? w2 : corner == 2 ? w3 : w4;
+    return g * w / div;
+  }
+  /* Scatter g to the four corners of plane p with add(T*, T), in corner
+   * order (the CPU's +=, CUDA's atomicAdd). */
+  template <class Add>
+  RC_HD void scatter(T* p, T g, T div, Add add) const {
+    add(p + y0 + x0, g * w1 / div);
+    add(p + y0 + x1, g * w2 / div);
+    add(p + y1 + x0, g * w3 / div);
+    add(p + y1 + x1, g * w4 / div);
+  }
+  /* Add the corners that fall on cell offset (y, x) to *acc, in corner
+   * order (one thread per input element). */
+  RC_HD void gather_grad(T* acc, rc_index y, rc_index x, T g, T div) const {
+    if (y0 == y && x0 == x) *acc += g * w1 / div;
+    if (y0 == y && x1 == x) *acc += g * w2 / div;
+    if (y1 == y && x0 == x) *acc += g * w3 / div;
+    if (y1 == y && x1 == x) *acc += g * w4 / div;
+  }
+};
+
+/* Plain (non-atomic) add, for RcBilinear::scatter. */
+struct RcAdd {
+  template <typename T>
+  RC_HD void operator()(T* p, T v) const { *p += v; }
+};
+
+/* Divisor of the average rule: the samples of the bin, at least 1. */
+template <typename T>
+RC_HD T rc_avg_divisor(rc_index gh, rc_index gw) {
+  const rc_index cnt = gh * gw;
+  return static_cast<T>(cnt > 1 ? cnt : 1);
+}
+
+/* Forward of one bin of a sampled op over a gh x gw grid.  S supplies
+ *   S::Row row(iy) / S::Col col(ix)  with a bool member ok,
+ *   T value(row, col)                the bilinear sample,
+ * so the CPU (table entries) and CUDA (samples computed per thread) share
+ * the avg and max rules.  Average: sum of the in-range samples / max(gh*gw,
+ * 1).  Max (mmcv): an out-of-range sample is the value 0 and takes part;
+ * running max from the lowest finite value with strict '>' (the first
+ * maximum in row-major order wins, NaN never wins); *win_y / *win_x = the
+ * winning sample, *win_y = -1 when none or when an out-of-range sample
+ * leads (no gradient).  Avg mode leaves *win_y / *win_x untouched. */
+template <typename T, class S>
+RC_HD T rc_sampled_bin(const S& s, bool max_mode, rc_index gh, rc_index gw,
+                       rc_index* win_y, rc_index* win_x) {
+  if (!max_mode) {
+    T acc = 0;
+    for (rc_index iy = 0; iy < gh; ++iy) {
+      const typename S::Row a = s.row(iy);
+      if (!a.ok) continue;
+      for (rc_index ix = 0; ix < gw; ++ix) {
+        const typename S::Col b = s.col(ix);
+        if (!b.ok) continue;
+        acc += s.value(a, b);
+      }
+    }
+    return acc / rc_avg_divisor<T>(gh, gw);
+  }
+  if (gh * gw == 0) {
+    *win_y = -1;
+    return (T)0;
+  }
+  T best = rc_lowest<T>();
+  rc_index by = -1, bx = -1;
+  for (rc_index iy = 0; iy < gh; ++iy) {
+    const typename S::Row a = s.row(iy);
+    for (rc_index ix = 0; ix < gw; ++ix) {
+      const typename S::Col b = s.col(ix);
+      const bool ok = a.ok && b.ok;
+      const T v = ok ? s.value(a, b) : (T)0;
+      if (v > best) {
+        best = v;
+        if (ok) {
+          by = iy;
+          bx = ix;
+        } else {
+          by = -2; /* an out-of-range sample leads: no gradient */
+        }
+      }
+    }
+  }
+  *win_y = by < 0 ? -1 : by;
+  *win_x = bx;
+  return best;
+}
+
+/* Rounded, scaled corners of a RoI Pool RoI. */
+template <typename T>
+struct RcPoolRoi {
+  rc_index xs, ys, xe, ye;
+  RC_HD RcPoolRoi(const T* roi, T scale) {
+    xs = static_cast<rc_index>(rc_round(roi[1] * scale));
+    ys = static_cast<rc_index>(rc_round(roi[2] * scale));
+    xe = static_cast<rc_index>(rc_round(roi[3] * scale));
+    ye = static_cast<rc_index>(rc_round(roi[4] * scale));
+  }
+};
+
+/* Max of one RoI Pool bin [hs, he) x [ws, we) of a plane: running max from
+ * the lowest finite value, strict '>' (first maximum in row-major order
+ * wins, NaN never wins); *arg = y * W + x of the winner; empty bin -> 0
+ * with no winner (-1). */
+template <typename T>
+RC_HD T rc_pool_max(const T* plane, rc_index sy, rc_index sx, rc_index W,
+                    rc_index hs, rc_index he, rc_index ws, rc_index we,
+                    rc_index* arg) {
+  *arg = -1;
+  if (he <= hs || we <= ws) return (T)0;
+  T best = rc_lowest<T>();
+  for (rc_index h = hs; h < he; ++h)
+    for (rc_index w = ws; w < we; ++w) {
+      const T v = plane[h * sy + w * sx];
+      if (v > best) {
+        best = v;
+        *arg = h * W + w;
+      }
+    }
+  return best;
 }
 
 }  // namespace roicore

@@ -1,0 +1,273 @@
+/* roicore CPU kernels: Work items of the vectorised kernels: one (RoI, channel block) forward item,
+ * one (image, channel block) backward item, tile load/store and NCHW packing.
+ */
+#ifndef ROICORE_CPU_ITEMS_H_
+#define ROICORE_CPU_ITEMS_H_
+
+#include "roicore/cpu/lanes_pool.h"
+
+namespace roicore {
+/* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
+ * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
+template <typename T, int L, int ISA>
+RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
+                        rc_index c0, int nc) {
+  const Geom& g = j.g;
+  const rc_index nbins = g.PH * g.PW;
+  if (g.channels_last) {
+    T* o = j.out + k * nbins * g.C + c0;
+    for (rc_index i = 0; i < nbins; ++i)
+      for (int l = 0; l < nc; ++l) o[i * g.C + l] = tile[i * L + l];
+  } else if (j.stream) {
+    rc_transpose<T, ISA>(tile, L, stage, nbins, nbins, nc);
+    rc_stream_copy(j.out + (k * g.C + c0) * nbins, stage,
+                   sizeof(T) * static_cast<size_t>(nbins * nc));
+  } else {
+    rc_transpose<T, ISA>(tile, L, j.out + (k * g.C + c0) * nbins, nbins,
+                         nbins, nc);
+  }
+}
+
+/* Forward item `it` -> (RoI k, channel block b).  RoIs go in groups of
+ * j.group; within a group all RoIs run block 0, then block 1, ...: one input
+ * plane is reused across the group while the group's output stays cached
+ * until all its blocks are written. */
+template <typename T>
+RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
+  const rc_index per = j.group * j.nb;
+  const rc_index grp = it / per, rem = it % per;
+  const rc_index g0 = grp * j.group;
+  const rc_index gsz = j.g.K - g0 < j.group ? j.g.K - g0 : j.group;
+  *b = rem / gsz;
+  *k = g0 + rem % gsz;
+}
+
+/* dst[r * ldd + l] = src[r * lds + l] for r < rows, l < nc (<= L); FILL:
+ * also zero lanes nc .. L. */
+template <typename T, int L, bool FILL>
+RC_AI void v_copy_rows(T* dst, rc_index ldd, const T* src, rc_index lds,
+                       rc_index rows, int nc) {
+  if (nc == L) {
+    for (rc_index r = 0; r < rows; ++r) {
+      T* d = dst + r * ldd;
+      const T* q = src + r * lds;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) d[l] = q[l];
+    }
+    return;
+  }
+  for (rc_index r = 0; r < rows; ++r) {
+    T* d = dst + r * ldd;
+    const T* q = src + r * lds;
+    for (int l = 0; l < nc; ++l) d[l] = q[l];
+    if (FILL)
+      for (int l = nc; l < L; ++l) d[l] = (T)0;
+  }
+}
+
+/* Forward of RoI k, channel block b -> s.tile [PH*PW][L]. */
+template <typename T, int L, bool POOL>
+RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
+                       rc_index b) {
+  const Geom& g = j.g;
+  const rc_index c0 = b * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const T* roi = j.rois + 5 * k;
+  const rc_index n = rc_batch(g, k);
+  if (n < 0) { /* validated in Python; never read out of bounds */
+    for (rc_index i = 0; i < g.PH * g.PW * L; ++i) s.tile[i] = (T)0;
+    return;
+  }
+  const T* src = j.in + n * j.bsn + b * j.bsb;
+  const bool full = nc == L || j.packed;
+  if (POOL) {
+    rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
+             *whi = s.ptab + 2 * g.PH + g.PW;
+    pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+    if (full)
+      v_pool_fwd<T, L, true>(src, L, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
+                             g.PW, s.tile);
+    else
+      v_pool_fwd<T, L, false>(src, nc, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
+                              g.PW, s.tile);
+    return;
+  }
+  T ys, bh, xs, bw;
+  rc_index gh, gw;
+  sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+  sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
+  sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+  if (full)
+    v_sampled_fwd<T, L, true>(src, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
+                              s.tile);
+  else
+    v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
+                               j.sp.max_mode, s.tile);
+}
+
+/* One forward item: (RoI, block) stored at once, or, for a streamed NHWC
+ * output (j.whole_roi), every block of RoI `it` gathered in s.rstage and
+ * streamed as one contiguous [PH*PW][C] piece. */
+template <typename T, int L, int ISA, bool POOL>
+RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  if (!j.whole_roi) {
+    rc_index k, b;
+    v_item_kb(j, it, &k, &b);
+    v_fwd_block<T, L, POOL>(j, s, k, b);
+    const rc_index c0 = b * L;
+    v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0,
+                            static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
+    return;
+  }
+  const rc_index nbins = g.PH * g.PW;
+  for (rc_index b = 0; b < j.nb; ++b) {
+    v_fwd_block<T, L, POOL>(j, s, it, b);
+    const rc_index c0 = b * L;
+    v_copy_rows<T, L, false>(s.rstage + c0, g.C, s.tile, L, nbins,
+                             static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
+  }
+  rc_stream_copy(j.out + it * nbins * g.C, s.rstage,
+                 sizeof(T) * static_cast<size_t>(nbins * g.C));
+}
+
+
+/* --- backward -------------------------------------------------------- */
+/* grad_out of RoI k, channels c0 .. c0+nc -> tile [PH*PW][L] (zero padded) */
+template <typename T, int L, int ISA>
+RC_AI void v_load_grad(const Geom& g, const T* go, rc_index k, rc_index c0,
+                       int nc, T* tile) {
+  const rc_index nbins = g.PH * g.PW;
+  if (nc < L)
+    for (rc_index i = 0; i < nbins * L; ++i) tile[i] = (T)0;
+  if (g.channels_last) {
+    const T* o = go + k * nbins * g.C + c0;
+    for (rc_index i = 0; i < nbins; ++i)
+      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
+  } else {
+    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins, nbins, tile, L, nc,
+                         nbins);
+  }
+}
+
+
+/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * ld + l]
+ * (zero padded past C). */
+template <typename T, int ISA>
+RC_AI void v_pack_block(const T* in, const Geom& g, rc_index L, rc_index n,
+                        rc_index c0, rc_index i0, rc_index i1, T* dst,
+                        rc_index ld) {
+  const rc_index HW = g.H * g.W;
+  const rc_index nc = g.C - c0 < L ? g.C - c0 : L;
+  rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + i0, HW, dst + i0 * ld, ld,
+                       nc, i1 - i0);
+  for (rc_index i = i0; i < i1; ++i)
+    for (rc_index l = nc; l < L; ++l) dst[i * ld + l] = (T)0;
+}
+
+/* NHWC channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * L + l]
+ * (zero padded past C). */
+template <typename T, int L>
+RC_AI void v_pack_nhwc(const T* in, const Geom& g, rc_index n, rc_index c0,
+                       rc_index i0, rc_index i1, T* dst) {
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  v_copy_rows<T, L, true>(dst + i0 * L, L, in + (n * g.H * g.W + i0) * g.C + c0,
+                          g.C, i1 - i0, nc);
+}
+
+template <typename T, int L, int ISA>
+RC_AI void v_unpack_block(const T* tile, const Geom& g, rc_index n,
+                          rc_index c0, T* out) {
+  const rc_index HW = g.H * g.W;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const rc_index chunk = 128;
+  for (rc_index i0 = 0; i0 < HW; i0 += chunk) {
+    const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+    rc_transpose<T, ISA>(tile + i0 * L, L, out + (n * g.C + c0) * HW + i0, HW,
+                         i1 - i0, nc);
+  }
+}
+
+/* Backward items are (image, channel block); each walks its image's RoIs in
+ * their original order. */
+template <typename T, int L, bool POOL, int ISA>
+RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
+  const Geom& g = j.g;
+  const rc_index n = j.seg->imgs[it / j.nb], b = it % j.nb;
+  rc_index r0, r1;
+  rc_segment(*j.seg, j.batch_start, n, j.round, &r0, &r1);
+  const rc_index c0 = b * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const rc_index HW = g.H * g.W;
+  const bool packed = j.packed != 0;
+  const bool need_in = POOL || j.sp.max_mode;
+  T* gp;
+  const T* ip;
+  rc_index sy, sx;
+  if (packed) {
+    gp = s.gtile;
+    if (j.round == 0) {
+      for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
+    } else if (g.channels_last) { /* continue the sums of the last round */
+      v_pack_nhwc<T, L>(j.out, g, n, c0, 0, HW, gp);
+    } else {
+      for (rc_index i0 = 0; i0 < HW; i0 += 128)
+        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0,
+                             i0 + 128 < HW ? i0 + 128 : HW, gp, L);
+    }
+    if (need_in && g.channels_last) {
+      v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
+    } else if (need_in) {
+      const rc_index chunk = 128;
+      for (rc_index i0 = 0; i0 < HW; i0 += chunk)
+        v_pack_block<T, ISA>(j.in, g, L, n, c0, i0,
+                             i0 + chunk < HW ? i0 + chunk : HW, s.itile, L);
+    }
+    ip = s.itile;
+    sy = g.W * L;
+    sx = L;
+  } else {
+    gp = j.out + n * HW * g.C + c0;
+    ip = j.in + n * HW * g.C + c0;
+    sy = g.W * g.C;
+    sx = g.C;
+  }
+  const bool full = packed || nc == L;
+  for (rc_index r = r0; r < r1; ++r) {
+    const rc_index k = j.order[r];
+    const T* roi = j.rois + 5 * k;
+    if (rc_batch(g, k) != n) continue;
+    v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
+    if (POOL) {
+      rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
+               *whi = s.ptab + 2 * g.PH + g.PW;
+      pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+      if (full)
+        v_pool_bwd<T, L, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi, g.PH,
+                               g.PW, s.tile);
+      else
+        v_pool_bwd<T, L, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi, g.PH,
+                                g.PW, s.tile);
+    } else {
+      T ys, bh, xs, bw;
+      rc_index gh, gw;
+      sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+      sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, sy);
+      sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, sx);
+      if (full)
+        v_sampled_bwd<T, L, true>(gp, ip, L, s.ty, s.tx, g.PH, g.PW,
+                                  j.sp.max_mode, s.tile);
+      else
+        v_sampled_bwd<T, L, false>(gp, ip, nc, s.ty, s.tx, g.PH, g.PW,
+                                   j.sp.max_mode, s.tile);
+    }
+  }
+  if (packed && g.channels_last) {
+    v_copy_rows<T, L, false>(j.out + n * HW * g.C + c0, g.C, gp, L, HW, nc);
+  } else if (packed) {
+    v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
+  }
+}
+}  // namespace roicore
+
+#endif  // ROICORE_CPU_ITEMS_H_

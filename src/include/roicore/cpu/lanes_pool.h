@@ -1,0 +1,81 @@
+/* roicore CPU kernels: Lane kernels of RoI Pool: forward and backward of one RoI over L channels at
+ * once, bit-identical to cpu/reference_pool.h.
+ */
+#ifndef ROICORE_CPU_LANES_POOL_H_
+#define ROICORE_CPU_LANES_POOL_H_
+
+#include "roicore/cpu/lanes_sampled.h"
+
+namespace roicore {
+template <typename T, int L, bool FULL>
+RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
+                      const rc_index* hlo, const rc_index* hhi,
+                      const rc_index* wlo, const rc_index* whi, rc_index PH,
+                      rc_index PW, T* tile) {
+  const int n = FULL ? L : nc;
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      T* dst = tile + (ph * PW + pw) * L;
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+        for (int l = 0; l < n; ++l) dst[l] = (T)0;
+        continue;
+      }
+      T best[L];
+      for (int l = 0; l < n; ++l) best[l] = rc_lowest<T>();
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const T* p = src + h * sy + w * sx;
+#pragma omp simd
+          for (int l = 0; l < n; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+        }
+      for (int l = 0; l < n; ++l) dst[l] = best[l];
+    }
+}
+
+
+template <typename T, int L, bool FULL>
+RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
+                      const rc_index* hlo, const rc_index* hhi,
+                      const rc_index* wlo, const rc_index* whi, rc_index PH,
+                      rc_index PW, const T* gtile) {
+  const int n = FULL ? L : nc;
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) continue;
+      const T* gv = gtile + (ph * PW + pw) * L;
+      /* The reference keeps the first cell (row-major) with v > best,
+       * starting from lowest.  That is the first cell equal to the bin's
+       * running max M, and no cell when M == lowest: two branch-free
+       * passes, max then the smallest offset holding it (offsets grow in
+       * row-major order). */
+      T best[L];
+      rc_index arg[L];
+      const T lowest = rc_lowest<T>();
+      const rc_index none = std::numeric_limits<rc_index>::max();
+      for (int l = 0; l < n; ++l) {
+        best[l] = lowest;
+        arg[l] = none;
+      }
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const T* p = ip + h * sy + w * sx;
+#pragma omp simd
+          for (int l = 0; l < n; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+        }
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const rc_index off = h * sy + w * sx;
+          const T* p = ip + off;
+#pragma omp simd
+          for (int l = 0; l < n; ++l) {
+            const rc_index cand = p[l] == best[l] ? off : none;
+            arg[l] = cand < arg[l] ? cand : arg[l];
+          }
+        }
+      for (int l = 0; l < n; ++l)
+        if (best[l] > lowest) gp[arg[l] + l] += gv[l];
+    }
+}
+}  // namespace roicore
+
+#endif  // ROICORE_CPU_LANES_POOL_H_
