@@ -75,6 +75,11 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                          const rc_index* order, const rc_index* batch_start,
                          T* grad_in, const Geom& g, T scale, int bins,
                          int nthreads) nogil
+    int pool_forward_indices[T](const T* inp, const T* rois, T* out, rc_index* idx,
+                                const Geom& g, T scale, int bins, int nthreads) nogil
+    int pool_backward_indices[T](const T* grad_out, const rc_index* idx,
+                                 const rc_index* order, const rc_index* batch_start,
+                                 T* grad_in, const Geom& g, int nthreads) nogil
 
     void sampled_cost[T](const T* rois, const Geom& g, T scale, SampledParams sp,
                          double* max_bin, rc_index* bin_roi, double* max_side,
@@ -311,6 +316,26 @@ cdef int _pbwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, const rc
         return pool_backward(go, x, r, o, bs, gi, g, scale, bins, nthreads)
 
 
+cdef int _pfwd_idx(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, cnp.ndarray idx,
+                   const Geom& g, floating scale, int bins, int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    cdef rc_index* a = <rc_index*>cnp.PyArray_DATA(idx)
+    with nogil:
+        return pool_forward_indices(x, r, y, a, g, scale, bins, nthreads)
+
+
+cdef int _pbwd_idx(cnp.ndarray grad_out, cnp.ndarray idx, const rc_index* o,
+                   const rc_index* bs, cnp.ndarray grad_in, const Geom& g,
+                   floating scale, int nthreads):
+    cdef const floating* go = <const floating*>cnp.PyArray_DATA(grad_out)
+    cdef const rc_index* a = <const rc_index*>cnp.PyArray_DATA(idx)
+    cdef floating* gi = <floating*>cnp.PyArray_DATA(grad_in)
+    with nogil:
+        return pool_backward_indices(go, a, o, bs, gi, g, nthreads)
+
+
 cdef tuple _sampled_cost(cnp.ndarray rois, const Geom& g, int kind, bint aligned,
                          int sampling_ratio, double scale):
     cdef SampledParams sp = _params(kind, aligned, False, sampling_ratio)
@@ -407,3 +432,33 @@ def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarra
         return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, <float>scale, bins,
                              nthreads), box)
     return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, bins, nthreads), box)
+
+
+def pool_fwd_indices(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
+                     cnp.ndarray indices, int bins, double scale, bint channels_last,
+                     int nthreads):
+    """Forward of RoI Pool into ``out``, each element's winner (y * W + x, or
+    -1) into the int64 ``indices`` of the same shape."""
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
+    if inp.dtype.itemsize == 4:
+        return _finish(_pfwd_idx(inp, rois, out, indices, g, <float>scale, bins, nthreads),
+                       box)
+    return _finish(_pfwd_idx(inp, rois, out, indices, g, scale, bins, nthreads), box)
+
+
+def pool_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,
+                     cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray order,
+                     cnp.ndarray batch_start, cnp.ndarray grad_in, bint channels_last,
+                     int nthreads):
+    """Backward of RoI Pool from stored winners (validated int64 ``indices``),
+    accumulated into zeroed ``grad_in``."""
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
+    cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
+    cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
+    if grad_out.dtype.itemsize == 4:
+        return _finish(_pbwd_idx(grad_out, indices, o, bs, grad_in, g, <float>0,
+                                 nthreads), box)
+    return _finish(_pbwd_idx(grad_out, indices, o, bs, grad_in, g, <double>0, nthreads),
+                   box)

@@ -1,0 +1,99 @@
+/* roicore CPU kernels: RoI Pool with stored winners.  The forward also
+ * writes each output element's winner (y * W + x in its image and channel
+ * plane, -1 for an empty bin or no winner, as torchvision's argmax), and the
+ * backward scatters grad_out through them instead of recomputing the maxima:
+ * per (image, channel) plane, RoIs in their original order, bins row-major --
+ * the additions of pool_backward_reference in the same order, so the gradient
+ * is bit-identical to pool_backward for any thread count.
+ */
+#ifndef ROICORE_CPU_POOL_INDICES_H_
+#define ROICORE_CPU_POOL_INDICES_H_
+
+#include "roicore/cpu/reference_pool.h"
+
+namespace roicore {
+
+template <typename T>
+int pool_forward_indices(const T* in, const T* rois, T* out, rc_index* idx,
+                         const Geom& g, T scale, int bins, int nthreads) {
+  const Strides<T> st(g);
+  const rc_index items = g.K * g.C;
+  const int nt = rc_threads(nthreads, g.K);
+  int err = 0;
+#pragma omp parallel num_threads(nt)
+  {
+    rc_index* tab = static_cast<rc_index*>(
+        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)));
+    if (!tab) {
+#pragma omp atomic write
+      err = RC_ERR_NOMEM;
+    }
+    rc_index last_k = -1;
+    rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
+             *whi = tab + 2 * g.PH + g.PW;
+#pragma omp for schedule(dynamic, 64)
+    for (rc_index it = 0; it < items; ++it) {
+      if (!tab) continue;
+      const rc_index k = it / g.C, c = it % g.C;
+      const rc_index n = rc_batch(g, k);
+      if (n >= 0 && k != last_k) {
+        pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
+        last_k = k;
+      }
+      const T* plane = in + (n < 0 ? 0 : n) * st.sn + c * st.sc;
+      const rc_index ob = k * st.on + c * st.oc;
+      for (rc_index ph = 0; ph < g.PH; ++ph)
+        for (rc_index pw = 0; pw < g.PW; ++pw) {
+          const rc_index o = ob + ph * st.oy + pw * st.ox;
+          if (n < 0) {
+            out[o] = (T)0;
+            idx[o] = -1;
+            continue;
+          }
+          out[o] = rc_pool_max<T>(plane, st.sy, st.sx, g.W, hlo[ph], hhi[ph],
+                                  wlo[pw], whi[pw], idx + o);
+        }
+    }
+    std::free(tab);
+  }
+  return err;
+}
+
+/* grad_in must be zero on entry; idx values are -1 or in [0, H*W)
+ * (checked in Python). */
+template <typename T>
+int pool_backward_indices(const T* grad_out, const rc_index* idx,
+                          const rc_index* order, const rc_index* batch_start,
+                          T* grad_in, const Geom& g, int nthreads) {
+  const Strides<T> st(g);
+  const rc_index items = g.N * g.C;
+  const int nt = rc_threads(nthreads, items);
+  const rc_index nbins = g.PH * g.PW;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+  for (rc_index it = 0; it < items; ++it) {
+    const rc_index n = it / g.C, c = it % g.C;
+    T* plane = grad_in + n * st.sn + c * st.sc;
+    for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
+      const rc_index k = order[r];
+      if (rc_batch(g, k) != n) continue;
+      const rc_index ob = k * st.on + c * st.oc;
+      if (!g.channels_last) {
+        const rc_index* a = idx + ob;
+        const T* go = grad_out + ob;
+        for (rc_index i = 0; i < nbins; ++i)
+          if (a[i] >= 0) plane[a[i]] += go[i];
+      } else {
+        for (rc_index i = 0; i < nbins; ++i) {
+          const rc_index a = idx[ob + i * st.ox];
+          if (a >= 0) plane[(a / g.W) * st.sy + (a % g.W) * st.sx] +=
+              grad_out[ob + i * st.ox];
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace roicore
+
+#endif  // ROICORE_CPU_POOL_INDICES_H_
