@@ -148,14 +148,13 @@ def _check_indices(indices: Any, shapes: V.Shapes) -> np.ndarray:
                          f"{shapes.out_shape}; got {tuple(indices.shape)}")
     if indices.dtype.kind not in "iu":
         raise TypeError(f"`indices` must be an integer array; got {indices.dtype}")
-    idx = np.ascontiguousarray(indices, dtype=np.int64)
-    if idx.size and (int(idx.min()) < -1 or int(idx.max()) >= shapes.H * shapes.W):
-        raise ValueError(
-            f"`indices` must hold -1 or winner positions y * W + x in [0, {shapes.H * shapes.W}) "
-            f"(from roi_pool(..., return_indices=True) on this input); got values in "
-            f"[{int(idx.min())}, {int(idx.max())}]"
-        )
-    return idx
+    # int32/int64 as given (no copy); other integer types widened.  The range
+    # [-1, H*W) is checked by the kernel as it reads them (ValueError).
+    if indices.dtype in (np.int32, np.int64):
+        return np.ascontiguousarray(indices)
+    if indices.size and int(indices.max()) >= 2**63:
+        raise ValueError("`indices` must hold -1 or winner positions y * W + x in [0, H*W)")
+    return np.ascontiguousarray(indices, dtype=np.int64)
 
 
 def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
@@ -258,7 +257,8 @@ def roi_pool(
     -------
     ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
         Same dtype and array type as ``input``.
-    indices : ndarray of int64, same shape (only with ``return_indices=True``)
+    indices : ndarray of int32 (int64 if H * W >= 2**31), same shape
+        Only with ``return_indices=True``.
         Position ``y * W + x`` of the winning pixel in the element's image and
         channel plane (torchvision's argmax convention); -1 for an empty bin
         or a bin with no winner (its gradient is dropped).

@@ -175,7 +175,7 @@ def test_roi_pool_stored_winners(dtype, bins, layout):
     xi = to(x)
     out, idx = roicore.roi_pool(xi, rois, out_size, bins=bins, layout=layout,
                                 return_indices=True)
-    assert idx.dtype == np.int64 and idx.shape == out.shape
+    assert idx.dtype == np.int32 and idx.shape == out.shape  # H * W < 2**31
     np.testing.assert_array_equal(idx, to(ref_arg))
     assert_exact(out, to(ref_out), dtype, "roi_pool forward with return_indices")
     g = make_grad(case_rng("pool-indices-grad", dtype.__name__), out.shape, dtype)
@@ -212,7 +212,7 @@ def test_roi_pool_indices_with_aliasing_out_and_empty():
     assert res is out
     np.testing.assert_array_equal(idx, ref_arg)
     out0, idx0 = roicore.roi_pool(x, rois[:0], 2, return_indices=True)
-    assert out0.shape == idx0.shape == (0, C, 2, 2) and idx0.dtype == np.int64
+    assert out0.shape == idx0.shape == (0, C, 2, 2) and idx0.dtype == np.int32
 
 
 def test_roi_pool_indices_validation():
@@ -234,7 +234,14 @@ def test_roi_pool_indices_validation():
     # the backward scatters through the given winners (none: no gradient at all)
     none = roicore.roi_pool_backward(g, x, rois, 2, indices=np.full_like(idx, -1))
     assert not none.any()
-    # int32 indices are accepted (widened)
-    a = roicore.roi_pool_backward(g, x, rois, 2, indices=idx.astype(np.int32))
+    # other integer dtypes are accepted (int64 as is, the rest widened)
     b = roicore.roi_pool_backward(g, x, rois, 2)
-    assert a.tobytes() == b.tobytes()
+    for t in (np.int64, np.int16):
+        a = roicore.roi_pool_backward(g, x, rois, 2, indices=idx.astype(t))
+        assert a.tobytes() == b.tobytes(), t
+    big = idx.astype(np.uint64)
+    big[0, 0, 0, 0] = 2**64 - 1
+    with pytest.raises(ValueError, match="indices"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=big)
+    with pytest.raises(ValueError, match="indices"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=(idx + H * W).astype(np.int64))

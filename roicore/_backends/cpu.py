@@ -49,6 +49,9 @@ _ERRORS = {
     _cpu.ERR_COST: (ValueError, "the sampling cost of this call is above roicore's limits "
         "(see roicore._backends.limits); pass a smaller `sampling_ratio` or check `rois`"),
     _cpu.ERR_INTERRUPTED: (KeyboardInterrupt, "interrupted"),
+    _cpu.ERR_INDICES: (ValueError, "`indices` must hold -1 or winner positions y * W + x "
+                       "in [0, H*W) of the input map (from roi_pool(..., "
+                       "return_indices=True) on this input and these rois)"),
 }
 
 

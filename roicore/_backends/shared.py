@@ -99,14 +99,20 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any,
     """The forward of ``plan`` on backend ``be``: ``out`` or a new array of
     ``x``'s dtype (``out`` must not overlap ``x`` or ``rois``: see
     :func:`call_forward`); with ``return_indices`` (RoI Pool), the pair
-    (result, int64 winners ``y * W + x`` or -1 of the result's shape)."""
+    (result, winners ``y * W + x`` or -1 of the result's shape, :func:`index_dtype`)."""
     if return_indices:
-        idx = be.xp.empty(plan.shapes.out_shape, np.int64)
+        idx = be.xp.empty(plan.shapes.out_shape, index_dtype(plan.shapes))
         res = _forward(be, plan, x, rois, out, idx)
         if min(plan.shapes.out_shape) == 0 or plan.shapes.H == 0 or plan.shapes.W == 0:
             idx[...] = -1
         return res, idx
     return _forward(be, plan, x, rois, out, None)
+
+
+def index_dtype(shapes: Any) -> np.dtype:
+    """dtype of RoI Pool's stored winners: int32 when ``H * W`` fits (half the
+    memory traffic of int64; torchvision's argmax is int32 too), else int64."""
+    return np.dtype(np.int32 if shapes.H * shapes.W < 2**31 else np.int64)
 
 
 def _forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any, idx: Any) -> Any:

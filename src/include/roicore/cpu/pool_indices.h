@@ -4,7 +4,8 @@
  * backward scatters grad_out through them instead of recomputing the maxima:
  * per (image, channel) plane, RoIs in their original order, bins row-major --
  * the additions of pool_backward_reference in the same order, so the gradient
- * is bit-identical to pool_backward for any thread count.
+ * is bit-identical to pool_backward for any thread count.  The winners are
+ * int32 (idx_bytes 4) when H * W fits, else int64 (idx_bytes 8).
  */
 #ifndef ROICORE_CPU_POOL_INDICES_H_
 #define ROICORE_CPU_POOL_INDICES_H_
@@ -13,9 +14,9 @@
 
 namespace roicore {
 
-template <typename T>
-int pool_forward_indices(const T* in, const T* rois, T* out, rc_index* idx,
-                         const Geom& g, T scale, int bins, int nthreads) {
+template <typename T, typename I>
+int pool_forward_idx(const T* in, const T* rois, T* out, I* idx,
+                     const Geom& g, T scale, int bins, int nthreads) {
   const Strides<T> st(g);
   const rc_index items = g.K * g.C;
   const int nt = rc_threads(nthreads, g.K);
@@ -50,8 +51,10 @@ int pool_forward_indices(const T* in, const T* rois, T* out, rc_index* idx,
             idx[o] = -1;
             continue;
           }
+          rc_index a;
           out[o] = rc_pool_max<T>(plane, st.sy, st.sx, g.W, hlo[ph], hhi[ph],
-                                  wlo[pw], whi[pw], idx + o);
+                                  wlo[pw], whi[pw], &a);
+          idx[o] = static_cast<I>(a);
         }
     }
     std::free(tab);
@@ -59,17 +62,33 @@ int pool_forward_indices(const T* in, const T* rois, T* out, rc_index* idx,
   return err;
 }
 
-/* grad_in must be zero on entry; idx values are -1 or in [0, H*W)
- * (checked in Python). */
 template <typename T>
-int pool_backward_indices(const T* grad_out, const rc_index* idx,
-                          const rc_index* order, const rc_index* batch_start,
-                          T* grad_in, const Geom& g, int nthreads) {
+int pool_forward_indices(const T* in, const T* rois, T* out, void* idx,
+                         int idx_bytes, const Geom& g, T scale, int bins,
+                         int nthreads) {
+  if (idx_bytes == 4)
+    return pool_forward_idx<T, int32_t>(in, rois, out,
+                                        static_cast<int32_t*>(idx), g, scale,
+                                        bins, nthreads);
+  return pool_forward_idx<T, rc_index>(in, rois, out,
+                                       static_cast<rc_index*>(idx), g, scale,
+                                       bins, nthreads);
+}
+
+/* grad_in must be zero on entry.  A winner outside [-1, H*W) is skipped and
+ * the call returns RC_ERR_INDICES. */
+template <typename T, typename I>
+int pool_backward_idx(const T* grad_out, const I* idx,
+                      const rc_index* order, const rc_index* batch_start,
+                      T* grad_in, const Geom& g, int nthreads) {
   const Strides<T> st(g);
   const rc_index items = g.N * g.C;
   const int nt = rc_threads(nthreads, items);
   const rc_index nbins = g.PH * g.PW;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+  const rc_index HW = g.H * g.W;
+  int bad = 0;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) \
+    reduction(| : bad)
   for (rc_index it = 0; it < items; ++it) {
     const rc_index n = it / g.C, c = it % g.C;
     T* plane = grad_in + n * st.sn + c * st.sc;
@@ -78,20 +97,41 @@ int pool_backward_indices(const T* grad_out, const rc_index* idx,
       if (rc_batch(g, k) != n) continue;
       const rc_index ob = k * st.on + c * st.oc;
       if (!g.channels_last) {
-        const rc_index* a = idx + ob;
+        const I* a = idx + ob;
         const T* go = grad_out + ob;
-        for (rc_index i = 0; i < nbins; ++i)
-          if (a[i] >= 0) plane[a[i]] += go[i];
+        for (rc_index i = 0; i < nbins; ++i) {
+          const rc_index w = a[i];
+          if (w >= 0 && w < HW)
+            plane[w] += go[i];
+          else if (w != -1)
+            bad = 1;
+        }
       } else {
         for (rc_index i = 0; i < nbins; ++i) {
           const rc_index a = idx[ob + i * st.ox];
-          if (a >= 0) plane[(a / g.W) * st.sy + (a % g.W) * st.sx] +=
-              grad_out[ob + i * st.ox];
+          if (a >= 0 && a < HW)
+            plane[(a / g.W) * st.sy + (a % g.W) * st.sx] +=
+                grad_out[ob + i * st.ox];
+          else if (a != -1)
+            bad = 1;
         }
       }
     }
   }
-  return 0;
+  return bad ? RC_ERR_INDICES : 0;
+}
+
+template <typename T>
+int pool_backward_indices(const T* grad_out, const void* idx, int idx_bytes,
+                          const rc_index* order, const rc_index* batch_start,
+                          T* grad_in, const Geom& g, int nthreads) {
+  if (idx_bytes == 4)
+    return pool_backward_idx<T, int32_t>(
+        grad_out, static_cast<const int32_t*>(idx), order, batch_start,
+        grad_in, g, nthreads);
+  return pool_backward_idx<T, rc_index>(
+      grad_out, static_cast<const rc_index*>(idx), order, batch_start,
+      grad_in, g, nthreads);
 }
 
 }  // namespace roicore
