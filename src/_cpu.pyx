@@ -439,18 +439,24 @@ def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarra
     return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, bins, nthreads), box)
 
 
-def pool_fwd_indices(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
-                     cnp.ndarray indices, int bins, double scale, bint channels_last,
-                     int nthreads):
+def pool_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
+                     cnp.ndarray out, cnp.ndarray indices, int bins, double scale,
+                     bint channels_last, int nthreads):
     """Forward of RoI Pool into ``out``, each element's winner (y * W + x, or
-    -1) into ``indices`` (C-contiguous int32 or int64, ``out``'s shape)."""
+    -1) into ``indices`` (C-contiguous int32 or int64, ``out``'s shape).  The
+    kernel reads ``nhwc``, the map ``inp`` (of layout ``channels_last``) as a
+    C-contiguous NHWC array."""
     _check_indices_array(indices, out)
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
+    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
+            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
+            or nhwc.shape[3] != g.C):
+        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
     if inp.dtype.itemsize == 4:
-        return _finish(_pfwd_idx(inp, rois, out, indices, g, <float>scale, bins, nthreads),
+        return _finish(_pfwd_idx(nhwc, rois, out, indices, g, <float>scale, bins, nthreads),
                        box)
-    return _finish(_pfwd_idx(inp, rois, out, indices, g, scale, bins, nthreads), box)
+    return _finish(_pfwd_idx(nhwc, rois, out, indices, g, scale, bins, nthreads), box)
 
 
 def pool_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,

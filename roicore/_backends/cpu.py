@@ -125,7 +125,9 @@ def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan)
     if indices is not None:  # RoI Pool, winners stored
-        err = _cpu.pool_fwd_indices(xc, rc, batch, res, indices, plan.bins,
+        # the kernel reads an NHWC map (channels in lanes): one transposed copy
+        xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
+        err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,
                                     plan.spatial_scale, plan.channels_last, nt)
     elif plan.op == "pool":
         err = _cpu.pool_fwd(xc, rc, batch, res, plan.bins, plan.spatial_scale,

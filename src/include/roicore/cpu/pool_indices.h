@@ -14,12 +14,19 @@
 
 namespace roicore {
 
+/* `in` is always NHWC (the caller transposes an NCHW map): an item is a RoI
+ * and a block of up to 64 channels, the running max and its winner kept per
+ * channel in lanes (strict '>', row-major: rc_pool_max's rules).  `out` and
+ * `idx` have g's layout. */
 template <typename T, typename I>
 int pool_forward_idx(const T* in, const T* rois, T* out, I* idx,
                      const Geom& g, T scale, int bins, int nthreads) {
   const Strides<T> st(g);
-  const rc_index items = g.K * g.C;
-  const int nt = rc_threads(nthreads, g.K);
+  const rc_index CB = 64;
+  const rc_index nblk = (g.C + CB - 1) / CB;
+  const rc_index items = g.K * nblk;
+  const rc_index sy = g.W * g.C, sx = g.C, sn = g.H * g.W * g.C;
+  const int nt = rc_threads(nthreads, items);
   int err = 0;
 #pragma omp parallel num_threads(nt)
   {
@@ -32,29 +39,58 @@ int pool_forward_idx(const T* in, const T* rois, T* out, I* idx,
     rc_index last_k = -1;
     rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
              *whi = tab + 2 * g.PH + g.PW;
-#pragma omp for schedule(dynamic, 64)
+    T best[CB];
+    I arg[CB];
+#pragma omp for schedule(dynamic, 4)
     for (rc_index it = 0; it < items; ++it) {
       if (!tab) continue;
-      const rc_index k = it / g.C, c = it % g.C;
+      const rc_index k = it / nblk, c0 = (it % nblk) * CB;
+      const rc_index nc = g.C - c0 < CB ? g.C - c0 : CB;
       const rc_index n = rc_batch(g, k);
       if (n >= 0 && k != last_k) {
         pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
         last_k = k;
       }
-      const T* plane = in + (n < 0 ? 0 : n) * st.sn + c * st.sc;
-      const rc_index ob = k * st.on + c * st.oc;
+      const T* base = in + (n < 0 ? 0 : n) * sn + c0;
       for (rc_index ph = 0; ph < g.PH; ++ph)
         for (rc_index pw = 0; pw < g.PW; ++pw) {
-          const rc_index o = ob + ph * st.oy + pw * st.ox;
-          if (n < 0) {
-            out[o] = (T)0;
-            idx[o] = -1;
+          const rc_index o = k * st.on + c0 * st.oc + ph * st.oy + pw * st.ox;
+          if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+            for (rc_index l = 0; l < nc; ++l) {
+              out[o + l * st.oc] = (T)0;
+              idx[o + l * st.oc] = -1;
+            }
             continue;
           }
-          rc_index a;
-          out[o] = rc_pool_max<T>(plane, st.sy, st.sx, g.W, hlo[ph], hhi[ph],
-                                  wlo[pw], whi[pw], &a);
-          idx[o] = static_cast<I>(a);
+          for (rc_index l = 0; l < nc; ++l) {
+            best[l] = rc_lowest<T>();
+            arg[l] = -1;
+          }
+          /* two branch-free passes (as v_pool_bwd): the running max, then,
+           * scanning backwards, the first pixel (row-major) holding it; a
+           * max still at lowest means no pixel won */
+          for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+            for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+              const T* p = base + h * sy + w * sx;
+#pragma omp simd
+              for (rc_index l = 0; l < nc; ++l)
+                best[l] = p[l] > best[l] ? p[l] : best[l];
+            }
+          for (rc_index h = hhi[ph] - 1; h >= hlo[ph]; --h)
+            for (rc_index w = whi[pw] - 1; w >= wlo[pw]; --w) {
+              const T* p = base + h * sy + w * sx;
+              const I cand = static_cast<I>(h * g.W + w);
+#pragma omp simd
+              for (rc_index l = 0; l < nc; ++l)
+                arg[l] = p[l] == best[l] ? cand : arg[l];
+            }
+          const T lowest = rc_lowest<T>();
+          for (rc_index l = 0; l < nc; ++l)
+            if (!(best[l] > lowest)) arg[l] = -1;
+          for (rc_index l = 0; l < nc; ++l) {
+            out[o + l * st.oc] = best[l];
+            idx[o + l * st.oc] = arg[l];
+          }
         }
     }
     std::free(tab);
