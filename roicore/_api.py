@@ -120,16 +120,51 @@ def _check_grad_output(grad_output: Any, shapes: V.Shapes) -> None:
 
 
 def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
-             out: Any) -> Any:
+             out: Any, return_indices: Any = False) -> Any:
     """Run the forward (an ``out`` that overlaps an operand gets a copy of the
     result: :func:`roicore._backends.shared.call_forward`)."""
+    if V.check_bool(return_indices, "return_indices"):
+        _indices_on_cpu(backend, "return_indices=True")
+        return shared.call_forward(backend, plan, input, rois_given, rois, out, True)
     return shared.call_forward(backend, plan, input, rois_given, rois, out)
 
 
+def _indices_on_cpu(backend: Any, what: str) -> None:
+    if backend.NAME != "NumPy":
+        raise NotImplementedError(
+            f"{what} is implemented on the CPU backend only (NumPy input); the GPU "
+            f"backend recomputes the winners: call without it"
+        )
+
+
+def _check_indices(indices: Any, shapes: V.Shapes) -> np.ndarray:
+    """``indices`` from ``roi_pool(..., return_indices=True)``: an integer array of
+    the output's shape with values -1 (no winner) or in [0, H*W)."""
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"`indices` must be a numpy.ndarray (from roi_pool(..., "
+                        f"return_indices=True)); got {type(indices)}")
+    if tuple(indices.shape) != shapes.out_shape:
+        raise ValueError(f"`indices` must have the forward output's shape "
+                         f"{shapes.out_shape}; got {tuple(indices.shape)}")
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"`indices` must be an integer array; got {indices.dtype}")
+    # int32/int64 as given (no copy); other integer types widened.  The range
+    # [-1, H*W) is checked by the kernel as it reads them (ValueError).
+    if indices.dtype in (np.int32, np.int64):
+        return np.ascontiguousarray(indices)
+    if indices.size and int(indices.max()) >= 2**63:
+        raise ValueError("`indices` must hold -1 or winner positions y * W + x in [0, H*W)")
+    return np.ascontiguousarray(indices, dtype=np.int64)
+
+
 def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
-              deterministic: Any) -> Any:
+              deterministic: Any, indices: Any = None) -> Any:
     _check_grad_output(grad_output, plan.shapes)
     deterministic = V.check_bool(deterministic, "deterministic")
+    if indices is not None:
+        _indices_on_cpu(backend, "indices=")
+        idx = _check_indices(indices, plan.shapes)
+        return backend.backward(plan, grad_output, input, rois, deterministic, idx)
     return backend.backward(plan, grad_output, input, rois, deterministic)
 
 
@@ -178,7 +213,7 @@ def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, co
 def roi_pool(
     input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0, *,
     bins: str = "fast_rcnn", layout: str = "NCHW", num_threads: int | None = None,
-    out: Any = None,
+    out: Any = None, return_indices: bool = False,
 ) -> Any:
     """RoI max pooling (Fast R-CNN).
 
@@ -213,11 +248,20 @@ def roi_pool(
         write into (saves the allocation in serving loops).  It may share
         memory with ``input`` or ``rois``: the result is then computed into a
         temporary and copied into ``out`` (NumPy ufunc semantics).
+    return_indices : bool, optional
+        Also return each output element's winner (CPU backend only), for
+        :func:`roi_pool_backward`'s ``indices=``: the backward then scatters
+        through them instead of recomputing the maxima.
 
     Returns
     -------
     ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
         Same dtype and array type as ``input``.
+    indices : ndarray of int32 (int64 if H * W >= 2**31), same shape
+        Only with ``return_indices=True``.
+        Position ``y * W + x`` of the winning pixel in the element's image and
+        channel plane (torchvision's argmax convention); -1 for an empty bin
+        or a bin with no winner (its gradient is dropped).
 
     Examples
     --------
@@ -231,7 +275,10 @@ def roi_pool(
                                                        ("out", out))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, out=out)
-    return restore(_forward(plan, backend, input, rois, r, out))
+    res = _forward(plan, backend, input, rois, r, out, return_indices)
+    if isinstance(res, tuple):
+        return restore(res[0]), restore(res[1])
+    return restore(res)
 
 
 def roi_align(
@@ -315,7 +362,7 @@ def roi_warp(
 def roi_pool_backward(
     grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, *, bins: str = "fast_rcnn", layout: str = "NCHW",
-    num_threads: int | None = None, deterministic: bool = False,
+    num_threads: int | None = None, deterministic: bool = False, indices: Any = None,
 ) -> Any:
     """Gradient of :func:`roi_pool` with respect to ``input``.
 
@@ -332,17 +379,23 @@ def roi_pool_backward(
         Bit-identical gradients run to run.  The CPU backend is always
         deterministic (for any thread count); on the GPU this selects the
         atomic-free kernel.
+    indices : ndarray, optional
+        The winners from ``roi_pool(..., return_indices=True)`` on the same
+        arguments (CPU backend only): the gradient is scattered through them
+        instead of recomputing the forward's maxima from ``input`` (same
+        result, bit for bit; ``input`` then only gives the shape).
 
     Returns
     -------
     ndarray
         Same shape, dtype and layout as ``input``.
     """
-    (input, grad_output, rois), restore = _interop.from_caller(
-        ("input", input), ("grad_output", grad_output), ("rois", rois))
+    (input, grad_output, rois, indices), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois),
+        ("indices", indices))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, grad_output=grad_output)
-    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic, indices))
 
 
 def roi_align_backward(

@@ -39,6 +39,7 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
         RC_ERR_NOMEM
         RC_ERR_COST
         RC_ERR_INTERRUPTED
+        RC_ERR_INDICES
         RC_ALIGN
         RC_WARP
         RC_MNC
@@ -75,6 +76,12 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                          const rc_index* order, const rc_index* batch_start,
                          T* grad_in, const Geom& g, T scale, int bins,
                          int nthreads) nogil
+    int pool_forward_indices[T](const T* inp, const T* rois, T* out, void* idx,
+                                int idx_bytes, const Geom& g, T scale, int bins,
+                                int nthreads) nogil
+    int pool_backward_indices[T](const T* grad_out, const void* idx, int idx_bytes,
+                                 const rc_index* order, const rc_index* batch_start,
+                                 T* grad_in, const Geom& g, int nthreads) nogil
 
     void sampled_cost[T](const T* rois, const Geom& g, T scale, SampledParams sp,
                          double* max_bin, rc_index* bin_roi, double* max_side,
@@ -104,6 +111,7 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
 ERR_NOMEM = RC_ERR_NOMEM
 ERR_COST = RC_ERR_COST
 ERR_INTERRUPTED = RC_ERR_INTERRUPTED
+ERR_INDICES = RC_ERR_INDICES
 #: Kinds of sampled op (roi_common.h RC_ALIGN / RC_WARP / RC_MNC).
 KIND_ALIGN = RC_ALIGN
 KIND_WARP = RC_WARP
@@ -311,6 +319,28 @@ cdef int _pbwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, const rc
         return pool_backward(go, x, r, o, bs, gi, g, scale, bins, nthreads)
 
 
+cdef int _pfwd_idx(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, cnp.ndarray idx,
+                   const Geom& g, floating scale, int bins, int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    cdef void* a = cnp.PyArray_DATA(idx)
+    cdef int ib = idx.dtype.itemsize
+    with nogil:
+        return pool_forward_indices(x, r, y, a, ib, g, scale, bins, nthreads)
+
+
+cdef int _pbwd_idx(cnp.ndarray grad_out, cnp.ndarray idx, const rc_index* o,
+                   const rc_index* bs, cnp.ndarray grad_in, const Geom& g,
+                   floating scale, int nthreads):
+    cdef const floating* go = <const floating*>cnp.PyArray_DATA(grad_out)
+    cdef const void* a = cnp.PyArray_DATA(idx)
+    cdef int ib = idx.dtype.itemsize
+    cdef floating* gi = <floating*>cnp.PyArray_DATA(grad_in)
+    with nogil:
+        return pool_backward_indices(go, a, ib, o, bs, gi, g, nthreads)
+
+
 cdef tuple _sampled_cost(cnp.ndarray rois, const Geom& g, int kind, bint aligned,
                          int sampling_ratio, double scale):
     cdef SampledParams sp = _params(kind, aligned, False, sampling_ratio)
@@ -407,3 +437,49 @@ def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarra
         return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, <float>scale, bins,
                              nthreads), box)
     return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, bins, nthreads), box)
+
+
+def pool_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
+                     cnp.ndarray out, cnp.ndarray indices, int bins, double scale,
+                     bint channels_last, int nthreads):
+    """Forward of RoI Pool into ``out``, each element's winner (y * W + x, or
+    -1) into ``indices`` (C-contiguous int32 or int64, ``out``'s shape).  The
+    kernel reads ``nhwc``, the map ``inp`` (of layout ``channels_last``) as a
+    C-contiguous NHWC array."""
+    _check_indices_array(indices, out)
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
+    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
+            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
+            or nhwc.shape[3] != g.C):
+        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
+    if inp.dtype.itemsize == 4:
+        return _finish(_pfwd_idx(nhwc, rois, out, indices, g, <float>scale, bins, nthreads),
+                       box)
+    return _finish(_pfwd_idx(nhwc, rois, out, indices, g, scale, bins, nthreads), box)
+
+
+def pool_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,
+                     cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray order,
+                     cnp.ndarray batch_start, cnp.ndarray grad_in, bint channels_last,
+                     int nthreads):
+    """Backward of RoI Pool from stored winners (C-contiguous int32 or int64
+    ``indices`` of ``grad_out``'s shape; values outside [-1, H*W) are skipped
+    and reported as ERR_INDICES), accumulated into zeroed ``grad_in``."""
+    _check_indices_array(indices, grad_out)
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
+    cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
+    cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
+    if grad_out.dtype.itemsize == 4:
+        return _finish(_pbwd_idx(grad_out, indices, o, bs, grad_in, g, <float>0,
+                                 nthreads), box)
+    return _finish(_pbwd_idx(grad_out, indices, o, bs, grad_in, g, <double>0, nthreads),
+                   box)
+
+
+def _check_indices_array(cnp.ndarray indices, cnp.ndarray like):
+    if (indices.dtype.kind != "i" or indices.dtype.itemsize not in (4, 8)
+            or not indices.flags.c_contiguous or indices.size != like.size):
+        raise ValueError("indices must be a C-contiguous int32 or int64 array of the "
+                         "output's size")

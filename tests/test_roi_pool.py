@@ -149,3 +149,99 @@ def test_seed_example_gradient_goes_to_the_four_maxima():
     # 0.85 at (3, 0), 0.84 at (3, 3), 0.97 at (7, 2), 0.96 at (5, 6)
     assert sorted(zip(ys.tolist(), xs.tolist(), strict=True)) == [(3, 0), (3, 3), (5, 6), (7, 2)]
     assert g.sum() == 4
+
+
+# --------------------------------------------------------------------------- stored winners
+
+
+def _winner_case(dtype, layout, bins, seed):
+    rng = case_rng("pool-indices", dtype.__name__, layout, bins, seed)
+    x = rng.integers(0, 4, size=(N, C, H, W)).astype(dtype)  # many ties: first wins
+    x[0, :, 2:5, 3:7] = np.nan  # NaN never wins
+    x[1, 1, :, :] = -np.inf  # nothing wins: index -1, gradient dropped
+    rois = make_rois(rng, 1.0, k=12)
+    return x, rois
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=case_id)
+def test_roi_pool_stored_winners(dtype, bins, layout):
+    x, rois = _winner_case(dtype, layout, bins, 0)
+    out_size = (3, 4)
+    ref_out, ref_arg = ref.roi_pool_argmax(x, rois, out_size, bins=bins)
+    to = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if layout == "NHWC" else (
+        lambda a: a)
+    xi = to(x)
+    out, idx = roicore.roi_pool(xi, rois, out_size, bins=bins, layout=layout,
+                                return_indices=True)
+    assert idx.dtype == np.int32 and idx.shape == out.shape  # H * W < 2**31
+    np.testing.assert_array_equal(idx, to(ref_arg))
+    assert_exact(out, to(ref_out), dtype, "roi_pool forward with return_indices")
+    g = make_grad(case_rng("pool-indices-grad", dtype.__name__), out.shape, dtype)
+    for nt in (1, 2, 3):
+        plain = roicore.roi_pool_backward(g, xi, rois, out_size, bins=bins, layout=layout,
+                                          num_threads=nt)
+        stored = roicore.roi_pool_backward(g, xi, rois, out_size, bins=bins, layout=layout,
+                                           num_threads=nt, indices=idx)
+        # bit-identical to the backward that recomputes the winners
+        assert stored.dtype == plain.dtype and stored.tobytes() == plain.tobytes(), nt
+    g_nchw = np.ascontiguousarray(g.transpose(0, 3, 1, 2)) if layout == "NHWC" else g
+    ref_grad = ref.roi_pool_backward(g_nchw, x, rois, out_size, bins=bins)
+    np.testing.assert_allclose(stored, to(ref_grad), rtol=1e-2 if dtype == np.float16 else 1e-6,
+                               atol=1e-2 if dtype == np.float16 else 1e-6)
+
+
+def test_roi_pool_indices_match_torchvision_argmax():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    rng = case_rng("pool-indices-tv")
+    x = make_input(rng, np.float32)
+    rois = make_rois(rng, 0.5).astype(np.float32)
+    _, idx = roicore.roi_pool(x, rois, (4, 3), 0.5, return_indices=True)
+    _, argmax = torch.ops.torchvision.roi_pool(torch.from_numpy(x), torch.from_numpy(rois),
+                                               0.5, 4, 3)
+    np.testing.assert_array_equal(idx, argmax.numpy())
+
+
+def test_roi_pool_indices_with_aliasing_out_and_empty():
+    x, rois = _winner_case(np.float32, "NCHW", "fast_rcnn", 1)
+    ref_out, ref_arg = ref.roi_pool_argmax(x, rois, 2)
+    out = np.empty(ref_out.shape, np.float32)
+    res, idx = roicore.roi_pool(x, rois, 2, out=out, return_indices=True)
+    assert res is out
+    np.testing.assert_array_equal(idx, ref_arg)
+    out0, idx0 = roicore.roi_pool(x, rois[:0], 2, return_indices=True)
+    assert out0.shape == idx0.shape == (0, C, 2, 2) and idx0.dtype == np.int32
+
+
+def test_roi_pool_indices_validation():
+    x, rois = _winner_case(np.float32, "NCHW", "fast_rcnn", 2)
+    out, idx = roicore.roi_pool(x, rois, 2, return_indices=True)
+    g = np.ones_like(out)
+    with pytest.raises(ValueError, match=r"indices.*shape"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=idx[:1])
+    with pytest.raises(TypeError, match=r"indices.*integer"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=idx.astype(np.float32))
+    with pytest.raises(ValueError, match=r"indices.*\[0, "):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=idx + H * W)
+    with pytest.raises(ValueError, match="indices"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=idx - 5)
+    with pytest.raises(TypeError, match=r"indices.*numpy"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=idx.tolist())
+    with pytest.raises((TypeError, ValueError), match="return_indices"):
+        roicore.roi_pool(x, rois, 2, return_indices="yes")
+    # the backward scatters through the given winners (none: no gradient at all)
+    none = roicore.roi_pool_backward(g, x, rois, 2, indices=np.full_like(idx, -1))
+    assert not none.any()
+    # other integer dtypes are accepted (int64 as is, the rest widened)
+    b = roicore.roi_pool_backward(g, x, rois, 2)
+    for t in (np.int64, np.int16):
+        a = roicore.roi_pool_backward(g, x, rois, 2, indices=idx.astype(t))
+        assert a.tobytes() == b.tobytes(), t
+    big = idx.astype(np.uint64)
+    big[0, 0, 0, 0] = 2**64 - 1
+    with pytest.raises(ValueError, match="indices"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=big)
+    with pytest.raises(ValueError, match="indices"):
+        roicore.roi_pool_backward(g, x, rois, 2, indices=(idx + H * W).astype(np.int64))

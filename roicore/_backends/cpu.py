@@ -49,6 +49,9 @@ _ERRORS = {
     _cpu.ERR_COST: (ValueError, "the sampling cost of this call is above roicore's limits "
         "(see roicore._backends.limits); pass a smaller `sampling_ratio` or check `rois`"),
     _cpu.ERR_INTERRUPTED: (KeyboardInterrupt, "interrupted"),
+    _cpu.ERR_INDICES: (ValueError, "`indices` must hold -1 or winner positions y * W + x "
+                       "in [0, H*W) of the input map (from roi_pool(..., "
+                       "return_indices=True) on this input and these rois)"),
 }
 
 
@@ -119,9 +122,14 @@ def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.
 
 
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
-                res: np.ndarray) -> None:
+                res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan)
-    if plan.op == "pool":
+    if indices is not None:  # RoI Pool, winners stored
+        # the kernel reads an NHWC map (channels in lanes): one transposed copy
+        xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
+        err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,
+                                    plan.spatial_scale, plan.channels_last, nt)
+    elif plan.op == "pool":
         err = _cpu.pool_fwd(xc, rc, batch, res, plan.bins, plan.spatial_scale,
                             plan.channels_last, nt)
     else:
@@ -131,14 +139,18 @@ def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
 
 
 def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
-                 batch: np.ndarray, deterministic: bool) -> np.ndarray:
+                 batch: np.ndarray, deterministic: bool,
+                 indices: np.ndarray | None = None) -> np.ndarray:
     """The CPU backward is always deterministic (a gather per image, in RoI order)."""
     s = plan.shapes
     grad_in = np.zeros(xc.shape, xc.dtype)
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
     nt = threads(plan)
-    if plan.op == "pool":
+    if indices is not None:  # RoI Pool from stored winners (validated in _api)
+        err = _cpu.pool_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
+                                    plan.channels_last, nt)
+    elif plan.op == "pool":
         err = _cpu.pool_bwd(gc, xc, rc, batch, order, starts, grad_in, plan.bins,
                             plan.spatial_scale, plan.channels_last, nt)
     else:
@@ -153,11 +165,12 @@ def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
 _self = sys.modules[__name__]
 
 
-def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    return shared.forward(_self, plan, x, rois, out)
+def forward(plan: Any, x: np.ndarray, rois: np.ndarray, out: np.ndarray | None,
+            return_indices: bool = False) -> Any:
+    return shared.forward(_self, plan, x, rois, out, return_indices)
 
 
 def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
-             deterministic: bool) -> np.ndarray:
+             deterministic: bool, indices: np.ndarray | None = None) -> np.ndarray:
     """Always deterministic on the CPU: ``deterministic`` is accepted for API parity."""
-    return shared.backward(_self, plan, grad_output, x, rois, deterministic)
+    return shared.backward(_self, plan, grad_output, x, rois, deterministic, indices)

@@ -71,7 +71,7 @@ def check_out(be: ModuleType, out: Any, shape: tuple, x: Any) -> None:
 
 
 def call_forward(be: ModuleType, plan: Any, x: Any, rois_given: Any, rois: Any,
-                 out: Any) -> Any:
+                 out: Any, return_indices: bool = False) -> Any:
     """The API's entry: ``be.forward``, with ``out`` replaced by a temporary when
     it overlaps an operand.
 
@@ -83,15 +83,39 @@ def call_forward(be: ModuleType, plan: Any, x: Any, rois_given: Any, rois: Any,
     """
     if aliases(out, x, rois_given):
         V.check_out(out, plan.shapes.out_shape, x.dtype)
+        if return_indices:
+            res, idx = be.forward(plan, x, rois, None, True)
+            out[...] = res
+            return out, idx
         out[...] = be.forward(plan, x, rois, None)
         return out
+    if return_indices:
+        return be.forward(plan, x, rois, out, True)
     return be.forward(plan, x, rois, out)
 
 
-def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any) -> Any:
+def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any,
+            return_indices: bool = False) -> Any:
     """The forward of ``plan`` on backend ``be``: ``out`` or a new array of
     ``x``'s dtype (``out`` must not overlap ``x`` or ``rois``: see
-    :func:`call_forward`)."""
+    :func:`call_forward`); with ``return_indices`` (RoI Pool), the pair
+    (result, winners ``y * W + x`` or -1 of the result's shape, :func:`index_dtype`)."""
+    if return_indices:
+        idx = be.xp.empty(plan.shapes.out_shape, index_dtype(plan.shapes))
+        res = _forward(be, plan, x, rois, out, idx)
+        if min(plan.shapes.out_shape) == 0 or plan.shapes.H == 0 or plan.shapes.W == 0:
+            idx[...] = -1
+        return res, idx
+    return _forward(be, plan, x, rois, out, None)
+
+
+def index_dtype(shapes: Any) -> np.dtype:
+    """dtype of RoI Pool's stored winners: int32 when ``H * W`` fits (half the
+    memory traffic of int64; torchvision's argmax is int32 too), else int64."""
+    return np.dtype(np.int32 if shapes.H * shapes.W < 2**31 else np.int64)
+
+
+def _forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any, idx: Any) -> Any:
     s = plan.shapes
     T = np.dtype(V.compute_dtype(x.dtype))
     shape = s.out_shape
@@ -109,7 +133,10 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any) -> Any:
         direct = out is not None and be.writes_into(out, T)
         res = out if direct else be.xp.empty(shape, T)
         be.check_cost(plan, host, xc, rc, batch, res)
-        be.run_forward(plan, xc, rc, batch, res)
+        if idx is None:
+            be.run_forward(plan, xc, rc, batch, res)
+        else:
+            be.run_forward(plan, xc, rc, batch, res, idx)
         if direct:
             return res
         if out is not None:  # float16, or an `out` the kernels cannot write: copy back
@@ -119,7 +146,7 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any) -> Any:
 
 
 def backward(be: ModuleType, plan: Any, grad_output: Any, x: Any, rois: Any,
-             deterministic: bool) -> Any:
+             deterministic: bool, indices: Any = None) -> Any:
     """Run the backward of ``plan`` on backend ``be``: the gradient with respect
     to ``x`` (a new array of ``x``'s shape and dtype)."""
     if not isinstance(grad_output, be.xp.ndarray):
@@ -136,5 +163,8 @@ def backward(be: ModuleType, plan: Any, grad_output: Any, x: Any, rois: Any,
         rc = be.to_compute(rois, T)
         gc = be.to_compute(grad_output, T)
         be.check_cost(plan, host, xc, rc, batch, gc)
-        grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic)
+        if indices is None:
+            grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic)
+        else:
+            grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic, indices)
         return grad_in if grad_in.dtype == x.dtype else cast(grad_in, x.dtype)

@@ -48,5 +48,6 @@
 #define ROICORE_ROI_CPU_H_
 
 #include "roicore/cpu/driver.h"
+#include "roicore/cpu/pool_indices.h"
 
 #endif  // ROICORE_ROI_CPU_H_

@@ -32,7 +32,13 @@ using std::round;
 #include "roicore/roi_common.h"
 
 namespace roicore {
-enum { RC_OK = 0, RC_ERR_NOMEM = 1, RC_ERR_COST = 2, RC_ERR_INTERRUPTED = 3 };
+enum {
+  RC_OK = 0,
+  RC_ERR_NOMEM = 1,
+  RC_ERR_COST = 2,
+  RC_ERR_INTERRUPTED = 3,
+  RC_ERR_INDICES = 4 /* stored winners out of [-1, H*W) */
+};
 
 /* Called between chunks of work on the calling thread; nonzero stops. */
 typedef int (*rc_check_fn)(void*);
