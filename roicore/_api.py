@@ -195,11 +195,7 @@ def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, co
     sr = V.check_sampling_ratio(sampling_ratio)
     mode = V.check_mode(mode)
     compat = V.check_compat(compat)
-    if compat == "mnc" and sr > 1:
-        raise ValueError(
-            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
-            f"`sampling_ratio` must be <= 1, got {sr}"
-        )
+    V.check_compat_sampling(compat, sr)
     backend, r, shapes, scale = _prepare(
         input, rois, output_size, spatial_scale, layout, num_threads, grad_output, out)
     # compat="mnc" takes one sample per bin, so `mode` is irrelevant: always run the

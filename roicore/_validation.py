@@ -101,6 +101,15 @@ def check_compat(compat: Any) -> str | None:
     return check_choice(compat, "compat", _COMPAT)
 
 
+def check_compat_sampling(compat: str | None, sampling_ratio: int) -> None:
+    """``compat="mnc"`` takes one sample per bin: ``sampling_ratio`` <= 1."""
+    if compat == "mnc" and sampling_ratio > 1:
+        raise ValueError(
+            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
+            f"`sampling_ratio` must be <= 1, got {sampling_ratio}"
+        )
+
+
 def _as_int(value: Any, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an integer; got {value!r} ({type(value).__name__})")

@@ -276,11 +276,7 @@ def roi_warp(
     kw["sampling_ratio"] = V.check_sampling_ratio(sampling_ratio)
     kw["mode"] = V.check_mode(mode)
     kw["compat"] = V.check_compat(compat)
-    if kw["compat"] == "mnc" and kw["sampling_ratio"] > 1:
-        raise ValueError(
-            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
-            f"`sampling_ratio` must be <= 1, got {kw['sampling_ratio']}"
-        )
+    V.check_compat_sampling(kw["compat"], kw["sampling_ratio"])
     return _roi(_spec("warp", kw), input, rois)
 
 

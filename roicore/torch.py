@@ -160,11 +160,7 @@ def roi_warp(
     sr = V.check_sampling_ratio(sampling_ratio)
     V.check_mode(mode)
     V.check_compat(compat)
-    if compat == "mnc" and sr > 1:
-        raise ValueError(
-            f"compat='mnc' takes one sample per bin (the bin's top-left corner); "
-            f"`sampling_ratio` must be <= 1, got {sr}"
-        )
+    V.check_compat_sampling(compat, sr)
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
                          V.check_bool(deterministic, "deterministic"))
