@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from .openmp import load_extension
+
 try:
-    from .. import _cpu
+    _cpu = load_extension()  # with roicore's passive OpenMP wait policy (see .openmp)
 except ImportError as exc:  # a source checkout on sys.path without its built extension
     import os as _os
 
@@ -59,17 +61,45 @@ def check_rois(rois: Any, N: int) -> None:
     V.check_rois_values(np.asarray(rois, dtype=np.float64), N)
 
 
-#: Below this many output elements a default-threaded call runs on one thread:
-#: starting an OpenMP team costs more than the work (results are identical).
-SMALL_WORK = 4096
+#: Work (see :func:`work_estimate`) below which one more thread does not pay for
+#: itself in a default-threaded call: starting an OpenMP team costs ~10 us on an
+#: idle machine but up to a scheduler time slice (milliseconds) when another
+#: process holds a core, so a call gets one thread per this much work, at most
+#: the default team (about 0.1-1 ms of one core's time; results are identical).
+WORK_PER_THREAD = 1 << 19
+
+#: Calls with at least this many output elements always get the default team
+#: (their work is at least that many units): no estimate is computed.
+_LARGE_OUTPUT = 1 << 21
 
 
-def threads(plan: Any) -> int:
-    if plan.num_threads is None:
-        s = plan.shapes
-        if s.K * s.C * s.PH * s.PW < SMALL_WORK:
-            return 1
+def work_estimate(plan: Any, rc: np.ndarray, xc: np.ndarray, batch: np.ndarray,
+                  res: np.ndarray) -> float:
+    """Units of work of a call, for the default thread count: samples x channels
+    for the sampled ops (the kernels' own count), pixels read x channels for
+    RoI Pool (RoI areas clipped to the map), plus the output elements."""
+    s = plan.shapes
+    out_elems = float(s.K * s.C * s.PH * s.PW)
+    if plan.op != "pool":
+        return out_elems + float(_cpu.sampled_cost_of(
+            xc, rc, batch, res, plan.kind, plan.aligned, plan.sampling_ratio,
+            plan.spatial_scale, plan.channels_last)[-1])
+    r = rc.astype(np.float64, copy=False) * plan.spatial_scale
+    hs = np.clip(np.abs(r[:, 4] - r[:, 2]) + 1.0, 1.0, s.H)
+    ws = np.clip(np.abs(r[:, 3] - r[:, 1]) + 1.0, 1.0, s.W)
+    return out_elems + float(np.dot(hs, ws)) * s.C
+
+
+def threads(plan: Any, rc: np.ndarray | None = None, xc: np.ndarray | None = None,
+            batch: np.ndarray | None = None, res: np.ndarray | None = None) -> int:
+    """The team size of a call: ``num_threads`` (clamped) when given; else the
+    default team, reduced to one thread per :data:`WORK_PER_THREAD` of work."""
     n = V.check_num_threads(plan.num_threads, _cpu.max_threads())
+    if plan.num_threads is None and n > 1 and rc is not None:
+        s = plan.shapes
+        if s.K * s.C * s.PH * s.PW < _LARGE_OUTPUT:
+            work = work_estimate(plan, rc, xc, batch, res)
+            n = max(1, min(n, int(work // WORK_PER_THREAD)))
     # More threads than this cannot help and may be impossible to create (the
     # OpenMP runtime would abort the process); results never depend on it.
     return min(n, int(_cpu.thread_ceiling()))
@@ -123,7 +153,7 @@ def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.
 
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
-    nt = threads(plan)
+    nt = threads(plan, rc, xc, batch, res)
     if indices is not None:  # RoI Pool, winners stored
         # the kernel reads an NHWC map (channels in lanes): one transposed copy
         xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
@@ -146,7 +176,7 @@ def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
     grad_in = np.zeros(xc.shape, xc.dtype)
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
-    nt = threads(plan)
+    nt = threads(plan, rc, xc, batch, gc)
     if indices is not None:  # RoI Pool from stored winners (validated in _api)
         err = _cpu.pool_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
                                     plan.channels_last, nt)
