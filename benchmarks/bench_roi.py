@@ -109,36 +109,6 @@ def _roicore_call(op: str, direction: str, w: _workloads.Workload, x, rois, g,
     return lambda: roicore.roi_pool_backward(g, x, rois, size, scale, **kw)
 
 
-def _openvino_call(op: str, w: _workloads.Workload, x: np.ndarray, rois: np.ndarray,
-                   threads: int) -> Callable[[], Any]:
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    ph, pw = w.output_size
-    data = ops.parameter(list(x.shape), np.float32, name="X")
-    if op == "align":
-        boxes = ops.parameter([rois.shape[0], 4], np.float32, name="rois")
-        idx = ops.parameter([rois.shape[0]], np.int32, name="batch_indices")
-        node = ops.roi_align(data, boxes, idx, ph, pw, max(w.sampling_ratio, 0),
-                             w.spatial_scale, "avg",
-                             # OpenVINO's CPU plugin: "half_pixel_for_nn" is the -0.5 pixel
-                             # shift of aligned=True (checked against roicore, tests)
-                             aligned_mode="half_pixel_for_nn" if w.aligned else "asymmetric")
-        params = [data, boxes, idx]
-        feed = [x, np.ascontiguousarray(rois[:, 1:]), rois[:, 0].astype(np.int32)]
-    else:
-        boxes = ops.parameter([rois.shape[0], 5], np.float32, name="rois")
-        node = ops.roi_pooling(data, boxes, [ph, pw], w.spatial_scale, "max")
-        params = [data, boxes]
-        feed = [x, rois]
-    model = ov.Model([node], params, "roi")
-    # f32: the CPU plugin would otherwise compute in bf16 where the CPU has it
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    return lambda: request.infer(feed)[0]
-
-
 def _peer_call(impl: str, op: str, direction: str, w: _workloads.Workload, threads: int
                ) -> Callable[[], Any]:
     ops, directions = PEERS[impl]
@@ -166,7 +136,7 @@ def _peer_call(impl: str, op: str, direction: str, w: _workloads.Workload, threa
             feed = {"X": x, "rois": rois}
         return lambda: sess.run(None, feed)[0]
     _require("openvino")
-    return _openvino_call(op, w, x, rois, threads)
+    return _bench._openvino_call(w, x, rois, threads)
 
 
 def make_call(impl: str, op: str, direction: str, w: _workloads.Workload,

@@ -7,11 +7,26 @@ the same arrays, with matched thread counts:
 - onnxruntime on the CPU (``intra_op_num_threads=T``): ``RoiAlign`` (opset
   16, ``coordinate_transformation_mode="half_pixel"``) for the RoI Align
   workloads, ``MaxRoiPool`` for RoI Pool; forward only (ONNX has no backward);
+- OpenVINO on the CPU (``INFERENCE_NUM_THREADS=T``, f32 precision):
+  ``ROIAlign`` (opset 13; ``aligned_mode="half_pixel_for_nn"`` is the half-pixel
+  shift of ``aligned=True``, ``"asymmetric"`` of ``aligned=False``) and
+  ``ROIPooling`` (``method="max"``); forward, float32 only;
 - torchvision.ops ``roi_align`` / ``roi_pool`` (``torch.set_num_threads(T)``),
   forward and backward (autograd; only the ``.backward`` call is timed);
 - a reference row, "fresh output (floor)": ``np.empty`` + ``fill`` of an
   array of the result's size (the output for forward, the input for
   backward), i.e. the memory-bound floor of writing a fresh result.
+
+``--load N`` starts N core-burning processes (``while True: pass``) for the
+whole run, to see the timings of a loaded server (the default thread policy
+must not collapse there); ``--isa`` forces roicore's kernel instruction set
+(e.g. ``avx2`` on an AVX-512 machine, to measure the common cloud CPU);
+``--items`` prints the parallel-item report of roicore's CPU backward
+(items, the largest item's share, the speedup bound for 16-128 threads).
+
+roicore runs with ``num_threads=None`` (its default policy: the default team,
+fewer threads for a small call) in the rows whose T is the default team, with
+``num_threads=T`` in the others.
 
 Implementations are timed round-robin (one call of each per repeat, after a
 warm-up call each), so a load change on the machine hits them all alike.
@@ -35,14 +50,16 @@ with status 2 and "no CUDA device".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +97,8 @@ def _workload_arg(text: str) -> str:
         return text
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("give W1, W2, W3, W4, a comma-separated list, or all")
+        raise argparse.ArgumentTypeError(
+            f"give {', '.join(_workloads.WORKLOADS)}, a comma-separated list, or all")
     for n in names:
         if n.upper() not in _workloads.WORKLOADS:
             raise argparse.ArgumentTypeError(
@@ -98,9 +116,21 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _count(text: str) -> int:
+    """argparse type of --load: a whole number >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", default="all", type=_workload_arg, metavar="NAMES",
-                        help="W1, W2, W3, W4, a comma-separated list, or all (default)")
+                        help=f"{', '.join(_workloads.WORKLOADS)}, a comma-separated list, or "
+                             "all (default)")
     parser.add_argument("--threads", default="all", type=_threads_arg, metavar="COUNTS",
                         help="thread counts, comma-separated, e.g. 1,2; all = every core "
                              "(or OMP_NUM_THREADS; the default)")
@@ -119,6 +149,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fewer repeats: a smoke test that takes seconds")
     parser.add_argument("--no-progress", action="store_true",
                         help="do not report progress on stderr")
+    parser.add_argument("--load", type=_count, default=0, metavar="N",
+                        help="run N core-burning processes beside the timings (a loaded "
+                             "server; default 0)")
+    parser.add_argument("--isa", default="auto",
+                        choices=["auto", "reference", "baseline", "avx2", "avx512"],
+                        help="roicore's CPU kernel instruction set (capped at what the CPU "
+                             "has; default auto = the best; results never depend on it)")
+    parser.add_argument("--items", action="store_true",
+                        help="also print the parallel-item report of the CPU backward")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cpu (default) or cuda: roicore on the GPU (CuPy arrays) against "
                              "torchvision on CUDA tensors (--threads is ignored)")
@@ -207,6 +246,38 @@ def _onnx_session(w: _workloads.Workload, dtype: np.dtype, threads: int) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
+def _openvino_call(w: _workloads.Workload, x: np.ndarray, rois: np.ndarray,
+                   threads: int) -> Callable[[], Any]:
+    """OpenVINO's CPU plugin running ``w``'s forward (float32): ROIAlign (opset 13)
+    or ROIPooling (max), compiled once, with ``threads`` inference threads."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    ph, pw = w.output_size
+    data = ops.parameter(list(x.shape), np.float32, name="X")
+    if w.op == "align":
+        boxes = ops.parameter([rois.shape[0], 4], np.float32, name="rois")
+        idx = ops.parameter([rois.shape[0]], np.int32, name="batch_indices")
+        node = ops.roi_align(data, boxes, idx, ph, pw, max(w.sampling_ratio, 0),
+                             w.spatial_scale, "avg",
+                             # OpenVINO's CPU plugin: "half_pixel_for_nn" is the -0.5 pixel
+                             # shift of aligned=True (checked against roicore, tests)
+                             aligned_mode="half_pixel_for_nn" if w.aligned else "asymmetric")
+        params = [data, boxes, idx]
+        feed = [x, np.ascontiguousarray(rois[:, 1:]), rois[:, 0].astype(np.int32)]
+    else:
+        boxes = ops.parameter([rois.shape[0], 5], np.float32, name="rois")
+        node = ops.roi_pooling(data, boxes, [ph, pw], w.spatial_scale, "max")
+        params = [data, boxes]
+        feed = [x, rois]
+    model = ov.Model([node], params, "roi")
+    # f32: the CPU plugin would otherwise compute in bf16 where the CPU has it
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda: request.infer(feed)[0]
+
+
 def _have(mod: str) -> bool:
     try:
         return importlib.util.find_spec(mod) is not None
@@ -227,6 +298,15 @@ def _peers_available() -> tuple[dict[str, str], list[str]]:
             notes.append(f"onnxruntime: import failed ({exc})")
     else:
         notes.append("onnxruntime/onnx: not installed (skipped)")
+    if _have("openvino"):
+        try:
+            import openvino
+
+            found["openvino"] = openvino.__version__.split("-")[0]
+        except Exception as exc:
+            notes.append(f"openvino: import failed ({exc})")
+    else:
+        notes.append("openvino: not installed (skipped)")
     if _have("torchvision"):
         try:
             import torch
@@ -246,6 +326,15 @@ def torchvision_version() -> str:
     return str(torchvision.__version__)
 
 
+def _roicore_threads(n: int) -> int | None:
+    """roicore's ``num_threads`` for a row of ``n`` threads: None (its default
+    policy, what a caller passing nothing gets: the default team, or fewer
+    threads for a small call) when ``n`` is the default team, else ``n``."""
+    import roicore
+
+    return None if n == roicore.default_num_threads() else n
+
+
 def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[int],
            dtype: np.dtype, layout_arg: str, peers: dict[str, str]) -> list[Case]:
     both = layout_arg == "both"
@@ -259,7 +348,8 @@ def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[in
         g_nchw = w.grad_output(dtype) if d == "bwd" else None
         g = _to_layout(g_nchw, layout) if g_nchw is not None else None
         floor_shape = w.output_shape(layout) if d == "fwd" else w.input_shape(layout)
-        for nt in thread_counts:
+        for nt_count in thread_counts:
+            nt = _roicore_threads(nt_count)
             cands: list[Candidate] = []
             if d == "fwd":
                 cands.append(Candidate(
@@ -282,6 +372,7 @@ def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[in
                         lambda nt=nt, g=g_nhwc: w.backward(g, x_nhwc, rois, layout="NHWC",
                                                            num_threads=nt),
                         to_nchw))
+            nt = nt_count  # peers: the thread count as given
             if "onnxruntime" in peers and d == "fwd":
                 sess = _onnx_session(w, dtype, nt)
                 if w.op == "align":
@@ -294,6 +385,10 @@ def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[in
                 cands.append(Candidate(
                     name, lambda sess=sess, feed=feed: sess.run(None, feed)[0],
                     lambda y: _to_layout(y, layout)))
+            if "openvino" in peers and d == "fwd" and dtype == np.float32:
+                name = "openvino " + ("ROIAlign" if w.op == "align" else "ROIPooling")
+                cands.append(Candidate(name, _openvino_call(w, x_nchw, rois, nt),
+                                       lambda y: _to_layout(np.asarray(y), layout)))
             if "torchvision" in peers:
                 cands.append(_torchvision_candidate(w, d, nt, x_nchw, rois, g_nchw, layout))
 
@@ -435,15 +530,7 @@ def _report(cases: list[Case]) -> list[str]:
     return lines
 
 
-def _cpu_isa() -> str:
-    from .. import _cpu
-
-    return str(_cpu.cpu_isa())
-
-
 def run(args: argparse.Namespace) -> int:
-    import roicore
-
     repeat = args.repeat if args.repeat is not None else (
         QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     if repeat < 1:
@@ -457,22 +544,90 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cuda(args, repeat, dtype, workloads, directions)
     thread_counts = _threads(args.threads)
+    from .. import _cpu
+
+    before = str(_cpu.cpu_isa())
+    isa = _cpu.set_cpu_isa(args.isa) if args.isa != "auto" else before
+    try:
+        return _run_cpu(args, repeat, dtype, workloads, directions, thread_counts, isa)
+    finally:
+        _cpu.set_cpu_isa(before)
+
+
+def _run_cpu(args: argparse.Namespace, repeat: int, dtype: np.dtype,
+             workloads: list[_workloads.Workload], directions: list[str],
+             thread_counts: list[int], isa: str) -> int:
+    import roicore
+
+    from .._backends import openmp
+
     peers, notes = _peers_available()
 
     print(f"roicore {roicore.__version__} bench: {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, OpenMP {'on' if roicore.openmp_enabled() else 'OFF'}, "
-          f"kernels {_cpu_isa()}, "
+          f"{os.cpu_count()} CPUs ({_cpu_model()}), "
+          f"OpenMP {'on' if roicore.openmp_enabled() else 'OFF'}, kernels {isa}"
+          f"{' (forced by --isa)' if args.isa != 'auto' else ''}, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"OpenMP wait policy: {openmp.WAIT_POLICY}")
     lay = "NCHW and NHWC" if args.layout == "both" else args.layout
     print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), threads "
           f"{','.join(map(str, thread_counts))}, {repeat} repeats round-robin after 1 warm-up"
           f"{', QUICK (reduced workloads)' if args.quick else ''}")
+    print(f"load: {args.load} core-burning process(es) running beside the timings"
+          if args.load else "load: none (an idle machine is assumed)")
     _print_context(peers, notes, workloads)
     cases: list[Case] = []
     for w in workloads:
         cases.extend(_cases(w, directions, thread_counts, dtype, args.layout, peers))
-    return _time_and_report(cases, repeat, args)
+    with _burners(args.load):
+        rc = _time_and_report(cases, repeat, args)
+    if getattr(args, "items", False):
+        _items_report(workloads, dtype, thread_counts)
+    return rc
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+@contextlib.contextmanager
+def _burners(n: int) -> Iterator[None]:
+    """``n`` processes that each keep one core busy until the block ends."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(0.3)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def _items_report(workloads: list[_workloads.Workload], dtype: np.dtype,
+                  thread_counts: list[int]) -> None:
+    """The parallel-item report of the CPU backward (see roicore._backends.cpu)."""
+    from .._backends import cpu as _cpu_backend
+
+    report = getattr(_cpu_backend, "backward_items", None)
+    print("\nCPU backward: parallel work items")
+    if report is None:
+        print("  (not available in this build)")
+        return
+    for line in report(workloads, dtype, thread_counts):
+        print("  " + line)
 
 
 def _print_context(peers: dict[str, str], notes: list[str],

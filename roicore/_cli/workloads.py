@@ -13,6 +13,11 @@ uniformly from ``side`` pixels (clipped to the image).
 - W3 "many-small": input (8, 64, 64, 64), 8000 RoIs, sides 8..128 px in
   512x512, scale 1/8, roi_align 7x7, sampling_ratio 2.
 - W4 "fast-rcnn-pool": W1's arrays through roi_pool 7x7.
+- S1 "small-align": input (1, 256, 50, 68), ONE RoI (sides 150..250 px in
+  800x1088), scale 1/16, roi_align 7x7, sampling_ratio 2: the latency of a
+  small call (issue 14: it must not collapse when another process holds a
+  core, and must be at least as fast as torchvision's).
+- S2 "small-pool": S1's arrays through roi_pool 7x7.
 
 RoI Align runs with ``aligned=True``.  ``Workload.quick()`` is a reduced copy
 (fewer channels and RoIs) for smoke runs in CI.
@@ -125,7 +130,8 @@ class Workload:
         return f(g, x, rois, self.output_size, self.spatial_scale, **self.kwargs(), **kw)
 
     def quick(self) -> Workload:
-        """A reduced copy (C/8, K/10, at least one RoI per image) for smoke runs."""
+        """A reduced copy (C/8, K/10, at least one RoI per image) for smoke runs
+        (a small-call workload keeps its one RoI)."""
         return dataclasses.replace(
             self, name=self.name + "-quick", C=max(self.C // 8, 1),
             K=max(self.K // 10, self.N))
@@ -149,11 +155,16 @@ WORKLOADS: dict[str, Workload] = {
     # W1's inputs (same seed, same arrays) through RoI Pool.
     "W4": Workload("W4", "fast-rcnn-pool", "pool", 2, 256, 50, 68, 1000, (800, 1088),
                    (16.0, 600.0), 1.0 / 16, (7, 7), seed=1),
+    "S1": Workload("S1", "small-align", "align", 1, 256, 50, 68, 1, (800, 1088),
+                   (150.0, 250.0), 1.0 / 16, (7, 7), seed=5),
+    # S1's inputs through RoI Pool.
+    "S2": Workload("S2", "small-pool", "pool", 1, 256, 50, 68, 1, (800, 1088),
+                   (150.0, 250.0), 1.0 / 16, (7, 7), seed=5),
 }
 
 
 def get(name: str) -> Workload:
-    """The workload called ``name`` (``W1``..``W4``, case-insensitive)."""
+    """The workload called ``name`` (``W1``..``W4``, ``S1``, ``S2``; case-insensitive)."""
     try:
         return WORKLOADS[name.upper()]
     except KeyError:
