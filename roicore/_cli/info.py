@@ -21,7 +21,10 @@ def run(args: argparse.Namespace) -> int:
           f"NumPy {np.__version__}, {platform.machine()})")
     print(f"OpenMP: {'enabled' if roicore.openmp_enabled() else 'DISABLED (serial build)'}; "
           f"default threads: {roicore.default_num_threads()}")
+    from roicore._backends import openmp
     from roicore._backends.cpu import _cpu
+
+    print(f"OpenMP wait policy: {openmp.WAIT_POLICY}")
 
     print(f"CPU kernels: {_cpu.cpu_isa()} "
           "(cap with ROICORE_CPU_ISA=reference|baseline|avx2|avx512)")
