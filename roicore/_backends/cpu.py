@@ -87,7 +87,7 @@ def work_estimate(plan: Any, rc: np.ndarray, xc: np.ndarray, batch: np.ndarray,
     r = rc.astype(np.float64, copy=False) * plan.spatial_scale
     hs = np.clip(np.abs(r[:, 4] - r[:, 2]) + 1.0, 1.0, s.H)
     ws = np.clip(np.abs(r[:, 3] - r[:, 1]) + 1.0, 1.0, s.W)
-    return out_elems + float(np.dot(hs, ws)) * s.C
+    return out_elems + float((hs * ws).sum()) * s.C
 
 
 def threads(plan: Any, rc: np.ndarray | None = None, xc: np.ndarray | None = None,

@@ -146,7 +146,7 @@ int pool_backward_idx(const T* grad_out, const I* idx,
         for (rc_index i = 0; i < nbins; ++i) {
           const rc_index a = idx[ob + i * st.ox];
           if (a >= 0 && a < HW)
-            plane[(a / g.W) * st.sy + (a % g.W) * st.sx] +=
+            plane[a * st.sx] += /* == y * sy + x * sx: sy == W * sx */
                 grad_out[ob + i * st.ox];
           else if (a != -1)
             bad = 1;

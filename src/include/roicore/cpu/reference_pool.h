@@ -209,8 +209,10 @@ int pool_backward_reference(const T* grad_out, const T* in, const T* rois,
                   rc_index a;
                   pool_bin(ibase + c * st.sc, st, g.W, hlo[ph], hhi[ph],
                            wlo[pw], whi[pw], &a);
+                  /* y * sy + x * sx == a * sx: sy == W * sx in both layouts
+                   * (no integer division per bin) */
                   if (a >= 0)
-                    gbase[c * st.sc + (a / g.W) * st.sy + (a % g.W) * st.sx] +=
+                    gbase[c * st.sc + a * st.sx] +=
                         go[c * st.oc + ph * st.oy + pw * st.ox];
                 }
           }
