@@ -8,6 +8,7 @@ check can never read or write out of bounds.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
@@ -169,6 +170,13 @@ MAX_NUM_THREADS = (1 << 31) - 1
 THREADS_CEILING_FLOOR = 64
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_count() -> int:
+    """``os.cpu_count()``, read once: it reads ``/sys`` on every call (a few
+    microseconds, twice per kernel call before it was cached)."""
+    return os.cpu_count() or 1
+
+
 def threads_ceiling(default: int = 1) -> int:
     """Largest OpenMP team roicore starts: ``max(os.cpu_count(), default, 64)``.
 
@@ -179,7 +187,7 @@ def threads_ceiling(default: int = 1) -> int:
     absurd request (``num_threads=10**6``) from making the OpenMP runtime
     abort the process ("Thread creation failed").
     """
-    return max(os.cpu_count() or 1, int(default), THREADS_CEILING_FLOOR)
+    return max(cpu_count(), int(default), THREADS_CEILING_FLOOR)
 
 
 def check_num_threads(num_threads: Any, default: int, work_items: int | None = None) -> int:

@@ -169,7 +169,9 @@ def set_cpu_isa(name):
 
 def _set_pack_policy(int policy):
     """Testing: 0 choose by cost, 1 always pack the input (the vectorised
-    kernels for every NCHW call), 2 never (NHWC in place, NCHW reference)."""
+    kernels for every NCHW call), 2 never (NHWC in place, NCHW reference),
+    3 NCHW forwards on the crop path (the window each RoI reads, transposed per
+    item; cpu/crop.h), everything else as 2."""
     return rc_set_pack_policy(policy)
 
 
