@@ -41,6 +41,7 @@
  *   lanes_pool.h         RoI Pool lane kernels
  *   items.h              forward / backward work items, NCHW packing
  *   isa_entry.h          sampled_forward_avx2 ...: named per-ISA entry points
+ *   crop.h               NCHW forward of a few RoIs: only each RoI's window
  *   driver.h             cost model, parallel loops, entry points
  * The per-element maths shared with the CUDA kernels is in roi_common.h.
  */
