@@ -514,20 +514,27 @@ def test_crop_path_bit_identical(dtype, C, H, W):
     x.flat[rng.integers(0, x.size, 4)] = [np.nan, np.inf, -np.inf, -0.0]
     x = x.astype(dtype)
     r = _crop_rois(H, W, dtype)
+    ops = [*_crop_ops(),  # and the stored winners: (out, indices)
+           ("pool-indices", roicore.roi_pool, {"return_indices": True}),
+           ("pool-equal-indices", roicore.roi_pool, {"bins": "equal", "return_indices": True})]
     try:
         ref = {}
-        _cpu.set_cpu_isa("reference")
-        for name, f, kw in _crop_ops():
+        _cpu.set_cpu_isa("reference")  # the indices: the NHWC kernel of cpu/pool_indices.h
+        for name, f, kw in ops:
             ref[name] = f(x, r, (3, 4), 0.5, num_threads=1, **kw)
         for isa in _variants():
             _cpu.set_cpu_isa(isa)
             for policy in (3, 0):
                 _cpu._set_pack_policy(policy)
                 for nt in (1, 2):
-                    for name, f, kw in _crop_ops():
+                    for name, f, kw in ops:
                         got = f(x, r, (3, 4), 0.5, num_threads=nt, **kw)
-                        np.testing.assert_array_equal(
-                            got, ref[name], err_msg=f"{name} {isa} policy={policy} nt={nt}")
+                        msg = f"{name} {isa} policy={policy} nt={nt}"
+                        if kw.get("return_indices"):
+                            np.testing.assert_array_equal(got[0], ref[name][0], err_msg=msg)
+                            np.testing.assert_array_equal(got[1], ref[name][1], err_msg=msg)
+                        else:
+                            np.testing.assert_array_equal(got, ref[name], err_msg=msg)
     finally:
         _cpu.set_cpu_isa("auto")
         _cpu._set_pack_policy(0)
@@ -564,5 +571,11 @@ def test_crop_path_matches_the_oracle(dtype):
                 assert_exact(got, exp, dtype, name)
             else:
                 assert_matches(got, exp, dtype, name)
+        for bins in ("fast_rcnn", "equal"):  # stored winners
+            exp, exp_idx = ref.roi_pool_argmax(x, r, (3, 4), 0.5, bins)
+            got, idx = roicore.roi_pool(x, r, (3, 4), 0.5, bins=bins, num_threads=2,
+                                        return_indices=True)
+            assert_exact(got, exp, dtype, f"roi_pool {bins} return_indices")
+            np.testing.assert_array_equal(idx, exp_idx, err_msg=f"indices {bins}")
     finally:
         _cpu._set_pack_policy(0)

@@ -338,10 +338,74 @@ RC_AI void crop_fwd_item(const VJob<T>& j, CropScratch<T>& s, rc_index it) {
   v_store_tile<T, L, ISA>(j, s.tile, nullptr, k, c0, nc);
 }
 
+/* RoI Pool with stored winners (cf. cpu/pool_indices.h, whose rules these
+ * are): the running max (strict '>', from the lowest value), then, scanning
+ * backwards, the first pixel (row-major) holding it, as y * W + x of the
+ * whole map; -1 for an empty bin, or when the max stayed at the lowest
+ * value.  `out` is NCHW; idx[(k * C + c) * PH * PW + bin]. */
+template <typename T, typename I, int L, int ISA>
+RC_AI void crop_pool_idx_item(const VJob<T>& j, CropScratch<T>& s, I* idx,
+                              rc_index it) {
+  const Geom& g = j.g;
+  const rc_index k = it / j.nb, c0 = (it % j.nb) * L;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  const rc_index n = rc_batch(g, k);
+  const rc_index nbins = g.PH * g.PW;
+  I* ib = idx + (k * g.C + c0) * nbins;
+  if (n < 0) { /* validated in Python; never read out of bounds */
+    for (rc_index i = 0; i < nbins * L; ++i) s.tile[i] = (T)0;
+    for (int l = 0; l < nc; ++l)
+      for (rc_index i = 0; i < nbins; ++i) ib[l * nbins + i] = -1;
+    v_store_tile<T, L, ISA>(j, s.tile, nullptr, k, c0, nc);
+    return;
+  }
+  rc_index y0, y1, x0, x1;
+  crop_window_pool<T>(j.bins, j.rois + 5 * k, j.scale, g, s.ptab, &y0, &y1,
+                      &x0, &x1);
+  const rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
+                 *whi = s.ptab + 2 * g.PH + g.PW;
+  crop_load<T, L, ISA>(j.in, g, n, c0, nc, y0, y1, x0, x1, s.win);
+  const rc_index sy = (x1 - x0) * L;
+  const T lowest = rc_lowest<T>();
+  for (rc_index ph = 0; ph < g.PH; ++ph)
+    for (rc_index pw = 0; pw < g.PW; ++pw) {
+      const rc_index bin = ph * g.PW + pw;
+      T* best = s.tile + bin * L;
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+        for (int l = 0; l < L; ++l) best[l] = (T)0;
+        for (int l = 0; l < nc; ++l) ib[l * nbins + bin] = -1;
+        continue;
+      }
+      I arg[L];
+      for (int l = 0; l < L; ++l) {
+        best[l] = lowest;
+        arg[l] = -1;
+      }
+      for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
+        for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
+          const T* p = s.win + (h - y0) * sy + (w - x0) * L;
+#pragma omp simd
+          for (int l = 0; l < L; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+        }
+      for (rc_index h = hhi[ph] - 1; h >= hlo[ph]; --h)
+        for (rc_index w = whi[pw] - 1; w >= wlo[pw]; --w) {
+          const T* p = s.win + (h - y0) * sy + (w - x0) * L;
+          const I cand = static_cast<I>(h * g.W + w);
+#pragma omp simd
+          for (int l = 0; l < L; ++l) arg[l] = p[l] == best[l] ? cand : arg[l];
+        }
+      for (int l = 0; l < nc; ++l)
+        ib[l * nbins + bin] = best[l] > lowest ? arg[l] : static_cast<I>(-1);
+    }
+  v_store_tile<T, L, ISA>(j, s.tile, nullptr, k, c0, nc);
+}
+
 /* --- per-ISA entry points (cf. isa_entry.h) ----------------------------- */
 template <typename T>
 struct CropFns {
   typedef void (*Item)(const VJob<T>&, CropScratch<T>&, rc_index);
+  typedef void (*IdxItem)(const VJob<T>&, CropScratch<T>&, void*, int,
+                          rc_index);
 };
 
 template <typename T>
@@ -357,7 +421,44 @@ void crop_pool_forward_baseline(const VJob<T>& j, CropScratch<T>& s,
       j, s, it);
 }
 
+/* RoI Pool with stored winners: `idx` int32 (idx_bytes 4) or int64. */
+template <typename T>
+void crop_pool_indices_baseline(const VJob<T>& j, CropScratch<T>& s,
+                                void* idx, int idx_bytes, rc_index it) {
+  const int L = Lanes<T, RC_ISA_BASELINE>::value;
+  if (idx_bytes == 4)
+    crop_pool_idx_item<T, int32_t, L, RC_ISA_BASELINE>(
+        j, s, static_cast<int32_t*>(idx), it);
+  else
+    crop_pool_idx_item<T, rc_index, L, RC_ISA_BASELINE>(
+        j, s, static_cast<rc_index*>(idx), it);
+}
+
 #if RC_X86_DISPATCH
+template <typename T>
+RC_TARGET_AVX2 void crop_pool_indices_avx2(const VJob<T>& j,
+                                           CropScratch<T>& s, void* idx,
+                                           int idx_bytes, rc_index it) {
+  const int L = Lanes<T, RC_ISA_AVX2>::value;
+  if (idx_bytes == 4)
+    crop_pool_idx_item<T, int32_t, L, RC_ISA_AVX2>(
+        j, s, static_cast<int32_t*>(idx), it);
+  else
+    crop_pool_idx_item<T, rc_index, L, RC_ISA_AVX2>(
+        j, s, static_cast<rc_index*>(idx), it);
+}
+template <typename T>
+RC_TARGET_AVX512 void crop_pool_indices_avx512(const VJob<T>& j,
+                                               CropScratch<T>& s, void* idx,
+                                               int idx_bytes, rc_index it) {
+  const int L = Lanes<T, RC_ISA_AVX512>::value;
+  if (idx_bytes == 4)
+    crop_pool_idx_item<T, int32_t, L, RC_ISA_AVX512>(
+        j, s, static_cast<int32_t*>(idx), it);
+  else
+    crop_pool_idx_item<T, rc_index, L, RC_ISA_AVX512>(
+        j, s, static_cast<rc_index*>(idx), it);
+}
 template <typename T>
 RC_TARGET_AVX2 void crop_sampled_forward_avx2(const VJob<T>& j,
                                               CropScratch<T>& s, rc_index it) {
@@ -397,14 +498,25 @@ inline typename CropFns<T>::Item crop_kernel(int which, int isa) {
   return pool ? crop_pool_forward_baseline<T> : crop_sampled_forward_baseline<T>;
 }
 
+template <typename T>
+inline typename CropFns<T>::IdxItem crop_idx_kernel(int isa) {
+#if RC_X86_DISPATCH
+  if (isa >= RC_ISA_AVX512) return crop_pool_indices_avx512<T>;
+  if (isa == RC_ISA_AVX2) return crop_pool_indices_avx2<T>;
+#endif
+  (void)isa;
+  return crop_pool_indices_baseline<T>;
+}
+
 /* --- the forward loop ---------------------------------------------------- */
 /* Items (RoI, channel block), RoI-major; j.ny / j.nx: sample table lengths
  * (sampled ops), j.cost: per-RoI cost per channel; max_area: the largest
- * window (crop_windows).  The output is written with ordinary stores (the
+ * window (crop_windows); idx (RoI Pool only): also store the winners there
+ * (int32 for idx_bytes 4, else int64).  The output is written with ordinary stores (the
  * crop path is for calls with few RoIs: small outputs). */
 template <typename T>
 int crop_forward(VJob<T> j, int which, int nthreads, int isa,
-                 rc_index max_area) {
+                 rc_index max_area, void* idx = nullptr, int idx_bytes = 0) {
   const Geom& g = j.g;
   const rc_index L = j.L = v_lanes<T>(isa);
   j.nb = (g.C + L - 1) / L;
@@ -412,6 +524,13 @@ int crop_forward(VJob<T> j, int which, int nthreads, int isa,
   j.stream = 0;
   j.whole_roi = 0;
   const typename CropFns<T>::Item fn = crop_kernel<T>(which, isa);
+  const typename CropFns<T>::IdxItem ifn = crop_idx_kernel<T>(isa);
+  const auto run = [&](CropScratch<T>& s, rc_index it) {
+    if (idx)
+      ifn(j, s, idx, idx_bytes, it);
+    else
+      fn(j, s, it);
+  };
   const rc_index items = g.K * j.nb;
   const int nt_all = rc_threads(nthreads, items);
   const size_t sbytes = crop_scratch_bytes<T>(g, j.ny, j.nx, L, max_area);
@@ -430,7 +549,7 @@ int crop_forward(VJob<T> j, int which, int nthreads, int isa,
       if (!mem) return RC_ERR_NOMEM;
       CropScratch<T> s;
       crop_scratch_bind(&s, mem, g, j.ny, j.nx, L);
-      for (rc_index it = i0; it < i1; ++it) fn(j, s, it);
+      for (rc_index it = i0; it < i1; ++it) run(s, it);
       rc_free(mem);
     } else {
 #pragma omp parallel num_threads(nt)
@@ -446,7 +565,7 @@ int crop_forward(VJob<T> j, int which, int nthreads, int isa,
 #pragma omp for schedule(dynamic, 1)
         for (rc_index it = i0; it < i1; ++it) {
           if (!mem) continue;
-          fn(j, s, it);
+          run(s, it);
         }
         rc_free(mem);
       }
