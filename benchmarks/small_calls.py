@@ -56,6 +56,10 @@ def _ops(nt: int) -> list[tuple[str, Callable, Callable | None]]:
             ))
     out.append(("pool", lambda x, r: roicore.roi_pool(x, r, 7, s, num_threads=nt),
                 lambda x, r: tvo.roi_pool(x, r, 7, s)))
+    # torchvision's roi_pool computes its argmax on every call
+    out.append(("pool return_indices",
+                lambda x, r: roicore.roi_pool(x, r, 7, s, num_threads=nt, return_indices=True),
+                lambda x, r: tvo.roi_pool(x, r, 7, s)))
     out.append(("warp sr=2", lambda x, r: roicore.roi_warp(x, r, 7, s, 2, num_threads=nt),
                 None))
     return out
