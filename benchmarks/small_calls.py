@@ -7,10 +7,11 @@ Input (1, C, 50, 68) float32 NCHW (an 800x1088 image at stride 16), spatial_scal
 runs every function ``--calls`` times back to back, the functions interleaved; the table
 gives the median per call (microseconds, Python call included) and torchvision's median
 over roicore's.  ``--threads`` (default 1) is roicore's ``num_threads`` and
-``torch.set_num_threads``.  ``--paths auto,reference`` also times roicore on the scalar
-reference kernels (pack policy 2: the path these calls took before the crop path),
-``crop`` / ``pack`` force those paths.  Timings only: bit-identity is tested in
-tests/test_kernels.py.
+``torch.set_num_threads`` (``default``: roicore's default thread policy and torch's
+default).  ``--paths auto,reference`` also times roicore on the path these calls took
+before the crop path (pack policy 2: the scalar kernels; for ``return_indices`` an NHWC
+copy of the map), ``crop`` / ``pack`` force those paths.  Timings only: bit-identity is
+tested in tests/test_kernels.py.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _rois(K: int) -> np.ndarray:
     return np.concatenate([[first], rest]).astype(np.float32)
 
 
-def _ops(nt: int) -> list[tuple[str, Callable, Callable | None]]:
+def _ops(nt: int | None) -> list[tuple[str, Callable, Callable | None]]:
     """(name, roicore call(x, r), torchvision call(tx, tr) or None)."""
     import torchvision.ops as tvo
 
@@ -70,7 +71,9 @@ def main() -> None:
     ap.add_argument("--isa", default=None, help="force the kernel ISA (avx2, avx512, ...)")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=20, help="calls per function per round")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1",
+                    help="threads of both libraries, or 'default' (roicore num_threads=None, "
+                         "torch's default)")
     ap.add_argument("--paths", default="auto",
                     help="comma list of roicore paths: " + ", ".join(PATHS))
     a = ap.parse_args()
@@ -78,19 +81,22 @@ def main() -> None:
 
     if a.isa:
         _cpu.set_cpu_isa(a.isa)
-    torch.set_num_threads(a.threads)
+    nt = None if a.threads == "default" else int(a.threads)
+    if nt is not None:
+        torch.set_num_threads(nt)
     paths = [p.strip() for p in a.paths.split(",") if p.strip()]
     for p in paths:
         if p not in PATHS:
             ap.error(f"unknown path {p!r}; choose from {', '.join(PATHS)}")
-    print(f"roicore ISA {_cpu.cpu_isa()}, threads {a.threads}, torch {torch.__version__}, "
+    print(f"roicore ISA {_cpu.cpu_isa()}, threads {a.threads} (torch {torch.get_num_threads()}), "
+          f"torch {torch.__version__}, "
           f"{a.rounds} rounds x {a.calls} calls, median us per call")
     for C, K in ((256, 1), (64, 10)):
         x = np.random.default_rng(1).standard_normal((1, C, 50, 68)).astype(np.float32)
         r = _rois(K)
         tx, tr = torch.from_numpy(x), torch.from_numpy(r)
         fns: dict[tuple[str, str], Callable[[], object]] = {}
-        for name, rc, tv in _ops(a.threads):
+        for name, rc, tv in _ops(nt):
             for p in paths:
                 fns[(name, p)] = lambda rc=rc, p=p, x=x, r=r: (
                     _cpu._set_pack_policy(PATHS[p]), rc(x, r))
@@ -111,7 +117,7 @@ def main() -> None:
         print(f"\n1x{C}x50x68, {K} RoI{'s' if K > 1 else ''}")
         cols = [*paths, "torchvision"]
         print(f"{'op':28s}" + "".join(f"{c:>13s}" for c in cols) + "   tv/roicore")
-        for name, _, _tv in _ops(a.threads):
+        for name, _, _tv in _ops(nt):
             med = {c: statistics.median(times[(name, c)]) * 1e6
                    for c in cols if (name, c) in times}
             row = "".join(f"{med[c]:13.1f}" if c in med else f"{'-':>13s}" for c in cols)
