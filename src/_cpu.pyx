@@ -40,6 +40,7 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
         RC_ERR_COST
         RC_ERR_INTERRUPTED
         RC_ERR_INDICES
+        RC_CROP_NOT_TAKEN
         RC_ALIGN
         RC_WARP
         RC_MNC
@@ -79,6 +80,9 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
     int pool_forward_indices[T](const T* inp, const T* rois, T* out, void* idx,
                                 int idx_bytes, const Geom& g, T scale, int bins,
                                 int nthreads) nogil
+    int pool_forward_indices_crop[T](const T* inp, const T* rois, T* out, void* idx,
+                                     int idx_bytes, const Geom& g, T scale, int bins,
+                                     int nthreads) nogil
     int pool_backward_indices[T](const T* grad_out, const void* idx, int idx_bytes,
                                  const rc_index* order, const rc_index* batch_start,
                                  T* grad_in, const Geom& g, int nthreads) nogil
@@ -112,6 +116,8 @@ ERR_NOMEM = RC_ERR_NOMEM
 ERR_COST = RC_ERR_COST
 ERR_INTERRUPTED = RC_ERR_INTERRUPTED
 ERR_INDICES = RC_ERR_INDICES
+#: pool_fwd_indices_crop: the crop path does not pay (cpu/crop_entry.h).
+CROP_NOT_TAKEN = RC_CROP_NOT_TAKEN
 #: Kinds of sampled op (roi_common.h RC_ALIGN / RC_WARP / RC_MNC).
 KIND_ALIGN = RC_ALIGN
 KIND_WARP = RC_WARP
@@ -169,7 +175,9 @@ def set_cpu_isa(name):
 
 def _set_pack_policy(int policy):
     """Testing: 0 choose by cost, 1 always pack the input (the vectorised
-    kernels for every NCHW call), 2 never (NHWC in place, NCHW reference)."""
+    kernels for every NCHW call), 2 never (NHWC in place, NCHW reference),
+    3 NCHW forwards on the crop path (the window each RoI reads, transposed per
+    item; cpu/crop.h), everything else as 2."""
     return rc_set_pack_policy(policy)
 
 
@@ -330,6 +338,18 @@ cdef int _pfwd_idx(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, cnp.ndarr
         return pool_forward_indices(x, r, y, a, ib, g, scale, bins, nthreads)
 
 
+cdef int _pfwd_idx_crop(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out,
+                        cnp.ndarray idx, const Geom& g, floating scale, int bins,
+                        int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    cdef void* a = cnp.PyArray_DATA(idx)
+    cdef int ib = idx.dtype.itemsize
+    with nogil:
+        return pool_forward_indices_crop(x, r, y, a, ib, g, scale, bins, nthreads)
+
+
 cdef int _pbwd_idx(cnp.ndarray grad_out, cnp.ndarray idx, const rc_index* o,
                    const rc_index* bs, cnp.ndarray grad_in, const Geom& g,
                    floating scale, int nthreads):
@@ -457,6 +477,22 @@ def pool_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.nd
         return _finish(_pfwd_idx(nhwc, rois, out, indices, g, <float>scale, bins, nthreads),
                        box)
     return _finish(_pfwd_idx(nhwc, rois, out, indices, g, scale, bins, nthreads), box)
+
+
+def pool_fwd_indices_crop(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
+                          cnp.ndarray out, cnp.ndarray indices, int bins, double scale,
+                          int nthreads):
+    """:func:`pool_fwd_indices` for an NCHW map with a few RoIs, reading only
+    each RoI's window (no NHWC copy of the map); ``CROP_NOT_TAKEN`` (nothing
+    written) when that does not pay: then transpose and call
+    :func:`pool_fwd_indices`."""
+    _check_indices_array(indices, out)
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, out, batch, False, box)
+    if inp.dtype.itemsize == 4:
+        return _finish(_pfwd_idx_crop(inp, rois, out, indices, g, <float>scale, bins,
+                                      nthreads), box)
+    return _finish(_pfwd_idx_crop(inp, rois, out, indices, g, scale, bins, nthreads), box)
 
 
 def pool_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,

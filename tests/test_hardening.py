@@ -520,3 +520,24 @@ def test_mnc_ignores_mode_with_nan_input(mode):
     np.testing.assert_allclose(
         roicore.roi_warp_backward(g, x, r, 2, 1.0, 0, mode=mode, compat="mnc"),
         ref.roi_warp_backward(g, x, r, 2, 1.0, 0, compat="mnc"), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- rois values
+@pytest.mark.parametrize("K", [1, 8, 9])  # <= 8: checked in plain Python first
+@pytest.mark.parametrize("row,col,value,match", [
+    (0, 2, np.nan, r"`rois` must be finite: row 0 column 2 is nan"),
+    (-1, 4, np.inf, r"`rois` must be finite: row {last} column 4 is inf"),
+    (-1, 0, -np.inf, r"`rois` must be finite: row {last} column 0 is -inf"),
+    (0, 0, np.nan, r"`rois` must be finite: row 0 column 0 is nan"),
+    (-1, 0, 0.5, r"must be integral; row {last} has 0.5"),
+    (0, 0, -1.0, r"must be in \[0, N\) = \[0, 2\); row 0 has -1"),
+    (-1, 0, 2.0, r"must be in \[0, N\) = \[0, 2\); row {last} has 2"),
+])
+def test_rois_values_refused_with_the_row(K, row, col, value, match):
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    r = np.tile(np.array([[1, 0, 0, 4, 4]], np.float64), (K, 1))
+    r[row, col] = value
+    with pytest.raises(ValueError, match=match.format(last=K - 1)):
+        roicore.roi_align(x, r, 2)
+    r[row, col] = 1.0  # valid again: accepted
+    assert roicore.roi_align(x, r, 2).shape == (K, 3, 2, 2)

@@ -226,7 +226,7 @@ def test_any_chunking_is_bit_identical(layout, C):
     try:
         for isa in ("reference", "auto"):
             _cpu.set_cpu_isa(isa)
-            for policy in (0, 1, 2):
+            for policy in (0, 1, 2, 3):  # 3: NCHW forwards on the crop path
                 _cpu._set_pack_policy(policy)
                 for nt in (1, 3):
                     for name, f, b, kw in _OPS:
@@ -427,7 +427,7 @@ def test_kernel_variants_bit_identical(dtype, C):
             _cpu.set_cpu_isa("reference")
             ref = _run_all(xl, r, scale, layout)
             for isa in _variants():
-                for policy in (0, 1, 2):  # by cost / always pack / never pack
+                for policy in (0, 1, 2, 3):  # by cost / always / never pack / crop
                     _cpu.set_cpu_isa(isa)
                     _cpu._set_pack_policy(policy)
                     got = _run_all(xl, r, scale, layout)
@@ -460,3 +460,122 @@ def test_streamed_large_output_bit_identical(layout):
     mis = raw[1:].reshape(ref.shape)
     w.forward(x, r, layout=layout, num_threads=2, out=mis)
     np.testing.assert_array_equal(mis, ref)
+
+
+# --------------------------------------------------------------------------- crop path
+# NCHW forwards with few RoIs transpose only the window each RoI reads (cpu/crop.h) instead
+# of packing the whole map or running the scalar reference kernels.  Pack policy 3 forces it.
+def _crop_ops():
+    import roicore
+
+    return [
+        ("pool", roicore.roi_pool, {}),
+        ("pool-equal", roicore.roi_pool, {"bins": "equal"}),
+        ("align", roicore.roi_align, {"sampling_ratio": 2}),
+        ("align-aligned-adaptive", roicore.roi_align,
+         {"sampling_ratio": 0, "aligned": True}),
+        ("align-max", roicore.roi_align, {"sampling_ratio": 2, "mode": "max"}),
+        ("align-max-aligned-adaptive", roicore.roi_align,
+         {"sampling_ratio": -1, "aligned": True, "mode": "max"}),
+        ("warp", roicore.roi_warp, {"sampling_ratio": 2}),
+        ("warp-max", roicore.roi_warp, {"sampling_ratio": -1, "mode": "max"}),
+        ("warp-mnc", roicore.roi_warp, {"compat": "mnc"}),
+    ]
+
+
+def _crop_rois(H, W, dtype):
+    """Boxes at the edges of what a window must cover (input pixels, scale 0.5)."""
+    return np.array([
+        [0, 3, 2, 9, 7],                  # inside
+        [1, -9, -7, 5, 6],                # partly outside (top left)
+        [0, 2 * W - 5, 2 * H - 3, 2 * W + 9, 2 * H + 11],  # partly outside (bottom right)
+        [1, -40, -30, 4 * W + 9, 4 * H],  # larger than the map
+        [0, 6, 6, 6, 6],                  # empty (a point)
+        [1, 9, 8, 2, 3],                  # x2 < x1, y2 < y1
+        [0, -50, -40, -30, -20],          # entirely outside (no sample inside)
+        [1, 2 * W - 3, 0, 2 * W - 1, 2 * H - 1],  # thin, at the right edge (widened left)
+        [0, 0.3, 1.7, 1.1, 2.2],          # sub-pixel
+    ], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,H,W", [(1, 9, 13), (5, 9, 13), (33, 11, 5), (64, 7, 20),
+                                   (70, 1, 1), (130, 12, 9)])
+def test_crop_path_bit_identical(dtype, C, H, W):
+    """Every op on the crop path (forced: pack policy 3, and by cost: policy 0) equals the
+    scalar reference kernels bit for bit, for every ISA and thread count: C below, at and
+    not a multiple of the lanes (16 / 32 / 64), maps narrower than the 8-column widening,
+    1x1 maps, RoIs partly outside, larger than the map, empty and entirely outside."""
+    from roicore import _cpu
+
+    rng = np.random.default_rng(C * 100 + H)
+    x = rng.standard_normal((2, C, H, W))
+    x[..., ::3, ::2] = np.round(x[..., ::3, ::2])  # ties for the max modes
+    x.flat[rng.integers(0, x.size, 4)] = [np.nan, np.inf, -np.inf, -0.0]
+    x = x.astype(dtype)
+    r = _crop_rois(H, W, dtype)
+    ops = [*_crop_ops(),  # and the stored winners: (out, indices)
+           ("pool-indices", roicore.roi_pool, {"return_indices": True}),
+           ("pool-equal-indices", roicore.roi_pool, {"bins": "equal", "return_indices": True})]
+    try:
+        ref = {}
+        _cpu.set_cpu_isa("reference")  # the indices: the NHWC kernel of cpu/pool_indices.h
+        for name, f, kw in ops:
+            ref[name] = f(x, r, (3, 4), 0.5, num_threads=1, **kw)
+        for isa in _variants():
+            _cpu.set_cpu_isa(isa)
+            for policy in (3, 0):
+                _cpu._set_pack_policy(policy)
+                for nt in (1, 2):
+                    for name, f, kw in ops:
+                        got = f(x, r, (3, 4), 0.5, num_threads=nt, **kw)
+                        msg = f"{name} {isa} policy={policy} nt={nt}"
+                        if kw.get("return_indices"):
+                            np.testing.assert_array_equal(got[0], ref[name][0], err_msg=msg)
+                            np.testing.assert_array_equal(got[1], ref[name][1], err_msg=msg)
+                        else:
+                            np.testing.assert_array_equal(got, ref[name], err_msg=msg)
+    finally:
+        _cpu.set_cpu_isa("auto")
+        _cpu._set_pack_policy(0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_crop_path_matches_the_oracle(dtype):
+    """The crop path against the NumPy oracle (tests/support/reference.py): RoI Pool
+    exactly, the sampled ops to the oracle's tolerance."""
+    import reference as ref
+    from optable import assert_exact, assert_matches
+
+    from roicore import _cpu
+
+    C, H, W = 37, 8, 10
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, C, H, W))
+    x[..., ::3, ::2] = np.round(x[..., ::3, ::2])
+    x = x.astype(dtype)
+    r = _crop_rois(H, W, dtype)
+    oracle = {"pool": ref.roi_pool, "pool-equal": ref.roi_pool, "align": ref.roi_align,
+              "align-aligned-adaptive": ref.roi_align, "align-max": ref.roi_align,
+              "align-max-aligned-adaptive": ref.roi_align, "warp": ref.roi_warp,
+              "warp-max": ref.roi_warp, "warp-mnc": ref.roi_warp}
+    try:
+        _cpu._set_pack_policy(3)
+        for name, f, kw in _crop_ops():
+            kw_ref = dict(kw)
+            if kw_ref.get("sampling_ratio") == -1:
+                kw_ref["sampling_ratio"] = 0
+            exp = oracle[name](x, r, (3, 4), 0.5, **kw_ref)
+            got = f(x, r, (3, 4), 0.5, num_threads=2, **kw)
+            if name.startswith("pool"):
+                assert_exact(got, exp, dtype, name)
+            else:
+                assert_matches(got, exp, dtype, name)
+        for bins in ("fast_rcnn", "equal"):  # stored winners
+            exp, exp_idx = ref.roi_pool_argmax(x, r, (3, 4), 0.5, bins)
+            got, idx = roicore.roi_pool(x, r, (3, 4), 0.5, bins=bins, num_threads=2,
+                                        return_indices=True)
+            assert_exact(got, exp, dtype, f"roi_pool {bins} return_indices")
+            np.testing.assert_array_equal(idx, exp_idx, err_msg=f"indices {bins}")
+    finally:
+        _cpu._set_pack_policy(0)

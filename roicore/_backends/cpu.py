@@ -155,6 +155,12 @@ def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan, rc, xc, batch, res)
     if indices is not None:  # RoI Pool, winners stored
+        if not plan.channels_last:  # a few RoIs: only their windows (cpu/crop_entry.h)
+            err = _cpu.pool_fwd_indices_crop(xc, rc, batch, res, indices, plan.bins,
+                                             plan.spatial_scale, nt)
+            if err != _cpu.CROP_NOT_TAKEN:
+                _raise(err)
+                return
         # the kernel reads an NHWC map (channels in lanes): one transposed copy
         xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
         err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,

@@ -41,6 +41,8 @@
  *   lanes_pool.h         RoI Pool lane kernels
  *   items.h              forward / backward work items, NCHW packing
  *   isa_entry.h          sampled_forward_avx2 ...: named per-ISA entry points
+ *   crop.h               NCHW forward of a few RoIs: only each RoI's window
+ *   crop_entry.h         ... and RoI Pool's stored winners on that path
  *   driver.h             cost model, parallel loops, entry points
  * The per-element maths shared with the CUDA kernels is in roi_common.h.
  */
@@ -49,5 +51,6 @@
 
 #include "roicore/cpu/driver.h"
 #include "roicore/cpu/pool_indices.h"
+#include "roicore/cpu/crop_entry.h"
 
 #endif  // ROICORE_ROI_CPU_H_

@@ -8,7 +8,7 @@
 #ifndef ROICORE_CPU_DRIVER_H_
 #define ROICORE_CPU_DRIVER_H_
 
-#include "roicore/cpu/isa_entry.h"
+#include "roicore/cpu/crop.h"
 
 namespace roicore {
 
@@ -22,14 +22,15 @@ inline double v_work(const double* cost, rc_index K) {
 }
 
 /* Packing policy (tests): 0 by cost, 1 always pack, 2 never pack (NHWC
- * runs in place, NCHW on the reference kernels). */
+ * runs in place, NCHW on the reference kernels), 3 NCHW forwards take the
+ * crop path (cpu/crop.h; the rest as 2). */
 inline int* rc_pack_policy_slot() {
   static int policy = 0;
   return &policy;
 }
 
 inline int rc_set_pack_policy(int policy) {
-  *rc_pack_policy_slot() = policy >= 0 && policy <= 2 ? policy : 0;
+  *rc_pack_policy_slot() = policy >= 0 && policy <= 3 ? policy : 0;
   return *rc_pack_policy_slot();
 }
 
@@ -316,6 +317,19 @@ int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
     std::free(cost);
     return RC_ERR_COST;
   }
+  rc_index crop_area;
+  if (crop_chosen<T>(RC_V_SFWD, rois, scale, g, sp, 0, g.PH * mgh, g.PW * mgw,
+                     v_work(cost, g.K), isa, nthreads, *rc_pack_policy_slot(),
+                     &crop_area)) {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.sp = sp;
+    j.ny = g.PH * mgh;
+    j.nx = g.PW * mgw;
+    j.cost = cost;
+    const int err = crop_forward<T>(j, RC_V_SFWD, nthreads, isa, crop_area);
+    std::free(cost);
+    return err;
+  }
   const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
                                    v_pack_extra<T>(g, isa));
   int err;
@@ -383,6 +397,17 @@ int pool_forward(const T* in, const T* rois, T* out, const Geom& g, T scale,
     return pool_forward_reference<T>(in, rois, out, g, scale, bins, nthreads);
   double* cost = pool_cost_array<T>(bins, rois, scale, g, 0);
   if (!cost) return RC_ERR_NOMEM;
+  rc_index crop_area;
+  if (crop_chosen<T>(RC_V_PFWD, rois, scale, g, SampledParams(), bins, 0, 0,
+                     v_work(cost, g.K), isa, nthreads, *rc_pack_policy_slot(),
+                     &crop_area)) {
+    VJob<T> j = v_job<T>(g, scale, in, rois, out);
+    j.bins = bins;
+    j.cost = cost;
+    const int err = crop_forward<T>(j, RC_V_PFWD, nthreads, isa, crop_area);
+    std::free(cost);
+    return err;
+  }
   const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 1.0, isa,
                                    v_pack_extra<T>(g, isa));
   int err;
