@@ -7,6 +7,29 @@
 #include "roicore/cpu/lanes_pool.h"
 
 namespace roicore {
+/* dst[r * ldd + l] = src[r * lds + l] for r < rows, l < nc (<= L); FILL:
+ * also zero lanes nc .. L. */
+template <typename T, int L, bool FILL>
+RC_AI void v_copy_rows(T* dst, rc_index ldd, const T* src, rc_index lds,
+                       rc_index rows, int nc) {
+  if (nc == L) {
+    for (rc_index r = 0; r < rows; ++r) {
+      T* d = dst + r * ldd;
+      const T* q = src + r * lds;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) d[l] = q[l];
+    }
+    return;
+  }
+  for (rc_index r = 0; r < rows; ++r) {
+    T* d = dst + r * ldd;
+    const T* q = src + r * lds;
+    for (int l = 0; l < nc; ++l) d[l] = q[l];
+    if (FILL)
+      for (int l = nc; l < L; ++l) d[l] = (T)0;
+  }
+}
+
 /* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
  * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
 template <typename T, int L, int ISA>
@@ -14,10 +37,13 @@ RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
                         rc_index c0, int nc) {
   const Geom& g = j.g;
   const rc_index nbins = g.PH * g.PW;
-  if (g.channels_last) {
+  if (g.channels_last && j.stream) {
     T* o = j.out + k * nbins * g.C + c0;
     for (rc_index i = 0; i < nbins; ++i)
-      for (int l = 0; l < nc; ++l) o[i * g.C + l] = tile[i * L + l];
+      rc_stream_copy(o + i * g.C, tile + i * L, sizeof(T) * static_cast<size_t>(nc));
+  } else if (g.channels_last) {
+    v_copy_rows<T, L, false>(j.out + k * nbins * g.C + c0, g.C, tile, L, nbins,
+                             nc);
   } else if (j.stream) {
     rc_transpose<T, ISA>(tile, L, stage, nbins, nbins, nc);
     rc_stream_copy(j.out + (k * g.C + c0) * nbins, stage,
@@ -40,29 +66,6 @@ RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
   const rc_index gsz = j.g.K - g0 < j.group ? j.g.K - g0 : j.group;
   *b = rem / gsz;
   *k = g0 + rem % gsz;
-}
-
-/* dst[r * ldd + l] = src[r * lds + l] for r < rows, l < nc (<= L); FILL:
- * also zero lanes nc .. L. */
-template <typename T, int L, bool FILL>
-RC_AI void v_copy_rows(T* dst, rc_index ldd, const T* src, rc_index lds,
-                       rc_index rows, int nc) {
-  if (nc == L) {
-    for (rc_index r = 0; r < rows; ++r) {
-      T* d = dst + r * ldd;
-      const T* q = src + r * lds;
-#pragma omp simd
-      for (int l = 0; l < L; ++l) d[l] = q[l];
-    }
-    return;
-  }
-  for (rc_index r = 0; r < rows; ++r) {
-    T* d = dst + r * ldd;
-    const T* q = src + r * lds;
-    for (int l = 0; l < nc; ++l) d[l] = q[l];
-    if (FILL)
-      for (int l = nc; l < L; ++l) d[l] = (T)0;
-  }
 }
 
 /* Forward of RoI k, channel block b -> s.tile [PH*PW][L]. */
