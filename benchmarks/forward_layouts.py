@@ -10,7 +10,9 @@ Run from the repository root on a quiet machine::
 Every case of one thread count is run once per round, in the same order, so
 a slow spell of the machine hits all cases alike; each cell is the median
 over rounds (ms).  The ratio columns are NHWC / NCHW (same dtype, same
-``out`` mode) and float64 / float32 (same layout), and OpenVINO / roicore.
+``out`` mode), float64 / float32 (same layout) and OpenVINO / roicore; the
+"fresh-output floor" row is ``np.empty`` + ``fill`` of the output, as in
+``python -m roicore bench``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
                     for mode in modes:
                         cases[(name, dt, lay, mode)] = _roicore_case(
                             w, lay, np.dtype(dt), threads, mode == "fresh")
+            for dt in dtypes:
+                shape, dtype = w.output_shape(), np.dtype(dt)
+
+                def floor(shape: tuple[int, ...] = shape, dtype: Any = dtype) -> None:
+                    np.empty(shape, dtype).fill(0)  # as `python -m roicore bench`
+
+                cases[(name, dt, "floor", "floor")] = floor
             if not a.no_peers and name in ("W1", "W4"):
                 ov = _openvino_case(w, threads)
                 if ov is not None:
@@ -98,6 +107,11 @@ def main(argv: list[str] | None = None) -> None:
             name, dt, lay, mode = k
             if mode == "openvino":
                 print(f"{name + ' OpenVINO f32':<28}{m:9.2f}")
+                continue
+            if mode == "floor":
+                fresh = med.get((name, dt, "NCHW", "fresh"))
+                ratio = f"  NCHW fresh / floor {fresh / m:.2f}" if fresh else ""
+                print(f"{f'{name} {dt[5:]} fresh-output floor':<28}{m:9.2f}{ratio}")
                 continue
             r1 = med.get((name, dt, "NCHW", mode)) if lay == "NHWC" else None
             r2 = med.get((name, "float32", lay, mode)) if dt == "float64" else None

@@ -69,7 +69,7 @@ RC_AI void v_item_kb(const VJob<T>& j, rc_index it, rc_index* k, rc_index* b) {
 }
 
 /* Forward of RoI k, channel block b -> s.tile [PH*PW][L]. */
-template <typename T, int L, bool POOL>
+template <typename T, int L, int ISA, bool POOL>
 RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
                        rc_index b) {
   const Geom& g = j.g;
@@ -87,12 +87,13 @@ RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
     rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
              *whi = s.ptab + 2 * g.PH + g.PW;
     pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+    constexpr int VB = RcVecBytes<ISA>::value;
     if (full)
-      v_pool_fwd<T, L, true>(src, L, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
-                             g.PW, s.tile);
+      v_pool_fwd<T, L, VB, true>(src, L, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
+                                 g.PW, s.tile);
     else
-      v_pool_fwd<T, L, false>(src, nc, j.sy, j.sx, hlo, hhi, wlo, whi, g.PH,
-                              g.PW, s.tile);
+      v_pool_fwd<T, L, VB, false>(src, nc, j.sy, j.sx, hlo, hhi, wlo, whi,
+                                  g.PH, g.PW, s.tile);
     return;
   }
   T ys, bh, xs, bw;
@@ -117,7 +118,7 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   if (!j.whole_roi) {
     rc_index k, b;
     v_item_kb(j, it, &k, &b);
-    v_fwd_block<T, L, POOL>(j, s, k, b);
+    v_fwd_block<T, L, ISA, POOL>(j, s, k, b);
     const rc_index c0 = b * L;
     v_store_tile<T, L, ISA>(j, s.tile, s.stage, k, c0,
                             static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
@@ -125,7 +126,7 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   }
   const rc_index nbins = g.PH * g.PW;
   for (rc_index b = 0; b < j.nb; ++b) {
-    v_fwd_block<T, L, POOL>(j, s, it, b);
+    v_fwd_block<T, L, ISA, POOL>(j, s, it, b);
     const rc_index c0 = b * L;
     v_copy_rows<T, L, false>(s.rstage + c0, g.C, s.tile, L, nbins,
                              static_cast<int>(g.C - c0 < L ? g.C - c0 : L));

@@ -8,6 +8,50 @@
 #include "roicore/cpu/lanes.h"
 
 namespace roicore {
+/* --- lanes as native vectors ---------------------------------------------
+ * A channel block's L lanes as L / VL vectors of the ISA's width (VB bytes,
+ * GCC/Clang vector types) in a small array that the compiler keeps in
+ * registers: a T[L] array updated by an `omp simd` loop went through the
+ * stack on every pixel (a store and a reload per vector), and one L-wide
+ * vector type was split into scalars.  The operations are the scalar ones,
+ * lane by lane, so results do not change. */
+template <int ISA>
+struct RcVecBytes {
+  static constexpr int value = ISA >= RC_ISA_AVX512 ? 64
+                               : ISA == RC_ISA_AVX2  ? 32
+                                                     : 16;
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RC_LANE_VECTORS 1
+template <typename T, int VB>
+struct RcVec {
+  typedef T type __attribute__((vector_size(VB)));
+  /* the same, for unaligned loads and stores through any T* */
+  typedef T unaligned
+      __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+};
+
+template <typename T, int VB>
+RC_AI void rc_vload(typename RcVec<T, VB>::type* v, const T* p) {
+  *v = *reinterpret_cast<const typename RcVec<T, VB>::unaligned*>(p);
+}
+
+template <typename T, int VB>
+RC_AI void rc_vstore(T* p, const typename RcVec<T, VB>::type& v) {
+  *reinterpret_cast<typename RcVec<T, VB>::unaligned*>(p) = v;
+}
+
+template <typename T, int VB>
+RC_AI void rc_vsplat(typename RcVec<T, VB>::type* v, T x) {
+  T a[VB / sizeof(T)];
+  for (size_t l = 0; l < VB / sizeof(T); ++l) a[l] = x;
+  rc_vload<T, VB>(v, a);
+}
+#else
+#define RC_LANE_VECTORS 0
+#endif
+
 /* --- forward of one RoI, L lanes --------------------------------------- */
 /* src: lane view of one (image, channel block); the tables hold offsets
  * already multiplied by the view's strides.  FULL: n == L at compile time. */
