@@ -108,7 +108,8 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
 template <typename T>
 int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const Geom& g = j.g;
-  const rc_index L = j.L = v_lanes<T>(isa);
+  const bool wide = v_fwd_wide<T>(g, isa);
+  const rc_index L = j.L = v_fwd_lanes<T>(g, isa);
   const rc_index HW = g.H * g.W;
   j.nb = (g.C + L - 1) / L;
   T* packed = nullptr;
@@ -147,8 +148,8 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
    * cached across all RoIs; RoI-major over all blocks made W2 1.5-2x
    * slower than NCHW), storing each bin's L lanes into the output rows. */
   j.whole_roi = g.channels_last && j.stream && !j.packed;
-  const typename VFns<T>::Item fn = item_kernel<T>(which, isa);
-  const typename VFns<T>::Pack packfn = pack_kernel<T>(isa);
+  const typename VFns<T>::Item fn = fwd_item_kernel<T>(which, isa, wide);
+  const typename VFns<T>::Pack packfn = pack_kernel<T>(isa, wide);
   const rc_index items = j.whole_roi ? g.K : j.nb * g.K;
   const rc_index chunk = 128; /* [chunk][L] stays in L1 while transposing */
   const rc_index nchunk = (HW + chunk - 1) / chunk;

@@ -101,12 +101,13 @@ RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
   sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
   sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
   sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+  constexpr int VB = RcVecBytes<ISA>::value;
   if (full)
-    v_sampled_fwd<T, L, true>(src, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
-                              s.tile);
+    v_sampled_fwd<T, L, VB, true>(src, L, s.ty, s.tx, g.PH, g.PW,
+                                  j.sp.max_mode, s.tile);
   else
-    v_sampled_fwd<T, L, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
-                               j.sp.max_mode, s.tile);
+    v_sampled_fwd<T, L, VB, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
+                                   j.sp.max_mode, s.tile);
 }
 
 /* One forward item: (RoI, block) stored at once, or, for a streamed NHWC

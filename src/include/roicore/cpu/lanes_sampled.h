@@ -55,7 +55,7 @@ RC_AI void rc_vsplat(typename RcVec<T, VB>::type* v, T x) {
 /* --- forward of one RoI, L lanes --------------------------------------- */
 /* src: lane view of one (image, channel block); the tables hold offsets
  * already multiplied by the view's strides.  FULL: n == L at compile time. */
-template <typename T, int L, bool FULL>
+template <typename T, int L, int VB, bool FULL>
 RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
                          const SampleTab<T>& tx, rc_index PH, rc_index PW,
                          bool max_mode, T* tile) {
@@ -69,6 +69,41 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
     for (rc_index pw = 0; pw < PW; ++pw) {
       T acc[L];
       T* dst = tile + (ph * PW + pw) * L;
+#if RC_LANE_VECTORS
+      if (FULL && !max_mode) { /* the loop below, sums in registers */
+        typedef typename RcVec<T, VB>::type V;
+        constexpr int VL = VB / static_cast<int>(sizeof(T)), NV = L / VL;
+        V sum[NV];
+        for (int v = 0; v < NV; ++v) rc_vsplat<T, VB>(&sum[v], (T)0);
+        for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+          if (!ty.ok[iy]) continue;
+          const T hy = ty.wh[iy], ly = ty.wl[iy];
+          const T* r0 = src + ty.lo[iy];
+          const T* r1 = src + ty.hi[iy];
+          for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+            if (!tx.ok[ix]) continue;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, tx.wh[ix], tx.wl[ix], &w1, &w2, &w3,
+                                &w4);
+            const T* p1 = r0 + tx.lo[ix];
+            const T* p2 = r0 + tx.hi[ix];
+            const T* p3 = r1 + tx.lo[ix];
+            const T* p4 = r1 + tx.hi[ix];
+            for (int v = 0; v < NV; ++v) {
+              V a, b, c, d;
+              rc_vload<T, VB>(&a, p1 + v * VL);
+              rc_vload<T, VB>(&b, p2 + v * VL);
+              rc_vload<T, VB>(&c, p3 + v * VL);
+              rc_vload<T, VB>(&d, p4 + v * VL);
+              sum[v] += w1 * a + w2 * b + w3 * c + w4 * d;
+            }
+          }
+        }
+        for (int v = 0; v < NV; ++v)
+          rc_vstore<T, VB>(dst + v * VL, pow2 ? sum[v] * inv : sum[v] / div);
+        continue;
+      }
+#endif
       if (!max_mode) {
         for (int l = 0; l < n; ++l) acc[l] = (T)0;
         for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
