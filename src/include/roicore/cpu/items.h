@@ -96,17 +96,21 @@ RC_AI void v_fwd_block(const VJob<T>& j, VScratch<T>& s, rc_index k,
                                   g.PH, g.PW, s.tile);
     return;
   }
-  T ys, bh, xs, bw;
-  rc_index gh, gw;
-  sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-  sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
-  sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+  if (!j.tabs) {
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+    sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, j.sy);
+    sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, j.sx);
+  }
+  const SampleTab<T>& ty = j.tabs ? j.tabs[2 * k] : s.ty;
+  const SampleTab<T>& tx = j.tabs ? j.tabs[2 * k + 1] : s.tx;
   constexpr int VB = RcVecBytes<ISA>::value;
   if (full)
-    v_sampled_fwd<T, L, VB, true>(src, L, s.ty, s.tx, g.PH, g.PW,
-                                  j.sp.max_mode, s.tile);
+    v_sampled_fwd<T, L, VB, true>(src, L, ty, tx, g.PH, g.PW, j.sp.max_mode,
+                                  s.tile);
   else
-    v_sampled_fwd<T, L, VB, false>(src, nc, s.ty, s.tx, g.PH, g.PW,
+    v_sampled_fwd<T, L, VB, false>(src, nc, ty, tx, g.PH, g.PW,
                                    j.sp.max_mode, s.tile);
 }
 
