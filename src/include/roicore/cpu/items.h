@@ -30,6 +30,43 @@ RC_AI void v_copy_rows(T* dst, rc_index ldd, const T* src, rc_index lds,
   }
 }
 
+/* rc_stream_copy with 32-byte streaming stores (half the instructions of
+ * the SSE2 one; the forward's output copy was ~8 % of W1's instructions). */
+#if RC_X86_DISPATCH
+RC_TARGET_AVX2 inline void rc_stream_copy_avx(void* dst, const void* src,
+                                              size_t bytes) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (32 - (reinterpret_cast<size_t>(d) & 31)) & 31;
+  if (head > bytes) head = bytes;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  bytes -= head;
+  const size_t body = bytes & ~static_cast<size_t>(63);
+  for (size_t i = 0; i < body; i += 64) {
+    const __m256i a =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+    const __m256i b =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), a);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), b);
+  }
+  std::memcpy(d + body, s + body, bytes - body);
+}
+#endif
+
+template <int ISA>
+RC_AI void v_stream_copy(void* dst, const void* src, size_t bytes) {
+#if RC_X86_DISPATCH
+  if (ISA >= RC_ISA_AVX2) {
+    rc_stream_copy_avx(dst, src, bytes);
+    return;
+  }
+#endif
+  rc_stream_copy(dst, src, bytes);
+}
+
 /* tile [PH*PW][L] -> output of RoI k, channels c0 .. c0+nc.  `stage`
  * ([PH*PW][L] scratch) is used to stream large NCHW outputs. */
 template <typename T, int L, int ISA>
@@ -40,14 +77,15 @@ RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
   if (g.channels_last && j.stream) {
     T* o = j.out + k * nbins * g.C + c0;
     for (rc_index i = 0; i < nbins; ++i)
-      rc_stream_copy(o + i * g.C, tile + i * L, sizeof(T) * static_cast<size_t>(nc));
+      v_stream_copy<ISA>(o + i * g.C, tile + i * L,
+                         sizeof(T) * static_cast<size_t>(nc));
   } else if (g.channels_last) {
     v_copy_rows<T, L, false>(j.out + k * nbins * g.C + c0, g.C, tile, L, nbins,
                              nc);
   } else if (j.stream) {
     rc_transpose<T, ISA>(tile, L, stage, nbins, nbins, nc);
-    rc_stream_copy(j.out + (k * g.C + c0) * nbins, stage,
-                   sizeof(T) * static_cast<size_t>(nbins * nc));
+    v_stream_copy<ISA>(j.out + (k * g.C + c0) * nbins, stage,
+                       sizeof(T) * static_cast<size_t>(nbins * nc));
   } else {
     rc_transpose<T, ISA>(tile, L, j.out + (k * g.C + c0) * nbins, nbins,
                          nbins, nc);
@@ -136,8 +174,8 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     v_copy_rows<T, L, false>(s.rstage + c0, g.C, s.tile, L, nbins,
                              static_cast<int>(g.C - c0 < L ? g.C - c0 : L));
   }
-  rc_stream_copy(j.out + it * nbins * g.C, s.rstage,
-                 sizeof(T) * static_cast<size_t>(nbins * g.C));
+  v_stream_copy<ISA>(j.out + it * nbins * g.C, s.rstage,
+                     sizeof(T) * static_cast<size_t>(nbins * g.C));
 }
 
 
