@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layouts", default="NCHW,NHWC")
     p.add_argument("--modes", default="out,fresh", help="out (out= given), fresh")
     p.add_argument("--no-peers", action="store_true", help="skip OpenVINO")
+    p.add_argument("--quick", action="store_true",
+                   help="the reduced workloads (Workload.quick()), for a smoke run")
     a = p.parse_args(argv)
     if a.isa:
         _cpu.set_cpu_isa(a.isa)
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         cases: dict[tuple, Callable[[], Any]] = {}
         for name in names:
             w = _workloads.get(name)
+            if a.quick:
+                w = w.quick()
             for dt in dtypes:
                 for lay in layouts:
                     for mode in modes:
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             s1 = f"{m / r1:11.2f}" if r1 else " " * 11
             s2 = f"{m / r2:9.2f}" if r2 else " " * 9
             s3 = f"{ov / m:9.2f}" if ov and dt == "float32" else ""
-            print(f"{f'{name} {dt[5:]} {lay} {mode}':<28}{m:9.2f}{s1}{s2}{s3}")
+            print(f"{f'{name} {dt[5:]} {lay} {mode}':<28}{m:9.2f}{s1}{s2}{s3}".rstrip())
 
 
 if __name__ == "__main__":
