@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layouts", default="NCHW,NHWC")
     p.add_argument("--modes", default="out,fresh", help="out (out= given), fresh")
     p.add_argument("--no-peers", action="store_true", help="skip OpenVINO")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: process CPU time (time.process_time), which leaves out "
+                   "time the process waited for a core on a shared machine; "
+                   "meaningful at 1 thread (idle OpenMP threads spin and count)")
     p.add_argument("--quick", action="store_true",
                    help="the reduced workloads (Workload.quick()), for a smoke run")
     a = p.parse_args(argv)
@@ -98,14 +102,15 @@ def main(argv: list[str] | None = None) -> None:
                     cases[(name, "float32", "NCHW", "openvino")] = ov
         for f in cases.values():  # warm up
             f()
+        clock = time.process_time if a.clock == "cpu" else time.perf_counter
         times: dict[tuple, list[float]] = {k: [] for k in cases}
         for _ in range(a.rounds):
             for k, f in cases.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 f()
-                times[k].append((time.perf_counter() - t0) * 1e3)
+                times[k].append((clock() - t0) * 1e3)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"\n{threads} thread(s): median ms over {a.rounds} interleaved rounds")
+        print(f"\n{threads} thread(s): median {a.clock} ms over {a.rounds} interleaved rounds")
         print(f"{'case':<28}{'ms':>9}{'NHWC/NCHW':>11}{'f64/f32':>9}{'OV/this':>9}")
         for k, m in med.items():
             name, dt, lay, mode = k

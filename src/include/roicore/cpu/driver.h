@@ -144,10 +144,18 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     j.stream = rc_resident(j.out, ob) ||
                rc_populate(j.out, ob, rc_threads(nthreads, g.K));
   if (!j.packed) j.group = 1; /* NHWC in place: RoI-major */
-  /* A packed NHWC input runs block-major like NCHW (one packed plane stays
-   * cached across all RoIs; RoI-major over all blocks made W2 1.5-2x
-   * slower than NCHW), storing each bin's L lanes into the output rows. */
-  j.whole_roi = g.channels_last && j.stream && !j.packed;
+  /* A streamed NHWC output is written a whole RoI at a time ([PH*PW][C],
+   * contiguous, streaming stores).  That needs RoI-major items (every block
+   * of one RoI), which reread the RoI's pixels from all block planes: fine
+   * while one image's packed planes stay in the caches (8 MiB: W1, W3, W4),
+   * 1.5-2.5x the CPU time of NCHW on W2 (55 MB per image).  There a packed
+   * input runs block-major like NCHW instead, and each bin's L lanes go
+   * into the output rows with ordinary stores (streaming 128-256 byte
+   * pieces C apart took 1.3-1.5x NCHW; ordinary stores 1.06-1.08x). */
+  const double image_bytes = static_cast<double>(HW) *
+                             static_cast<double>(j.nb * L) * sizeof(T);
+  j.whole_roi = g.channels_last && j.stream &&
+                (!j.packed || image_bytes <= static_cast<double>(8 << 20));
   const typename VFns<T>::Item fn = fwd_item_kernel<T>(which, isa, wide);
   const typename VFns<T>::Pack packfn = pack_kernel<T>(isa, wide);
   const rc_index items = j.whole_roi ? g.K : j.nb * g.K;
@@ -172,7 +180,7 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
    * blocks run it (each (RoI, block) item filled them again: ~8 % of W1's
    * instructions with C = 256), within 16 MiB. */
   char* tabmem = nullptr;
-  if (which == RC_V_SFWD && j.nb > 1 && !j.whole_roi) {
+  if (which == RC_V_SFWD && j.nb > 1) {
     const size_t per = sample_tab_bytes<T>(j.ny) + sample_tab_bytes<T>(j.nx);
     const size_t head = (sizeof(SampleTab<T>) * 2 * static_cast<size_t>(g.K) +
                          63) & ~static_cast<size_t>(63);

@@ -74,12 +74,7 @@ RC_AI void v_store_tile(const VJob<T>& j, const T* tile, T* stage, rc_index k,
                         rc_index c0, int nc) {
   const Geom& g = j.g;
   const rc_index nbins = g.PH * g.PW;
-  if (g.channels_last && j.stream) {
-    T* o = j.out + k * nbins * g.C + c0;
-    for (rc_index i = 0; i < nbins; ++i)
-      v_stream_copy<ISA>(o + i * g.C, tile + i * L,
-                         sizeof(T) * static_cast<size_t>(nc));
-  } else if (g.channels_last) {
+  if (g.channels_last) { /* block-major NHWC: see v_forward */
     v_copy_rows<T, L, false>(j.out + k * nbins * g.C + c0, g.C, tile, L, nbins,
                              nc);
   } else if (j.stream) {
