@@ -109,7 +109,8 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
 template <typename T>
 int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const Geom& g = j.g;
-  const rc_index L = j.L = v_lanes<T>(isa);
+  const bool wide = v_fwd_wide<T>(g, isa);
+  const rc_index L = j.L = v_fwd_lanes<T>(g, isa);
   const rc_index HW = g.H * g.W;
   j.nb = (g.C + L - 1) / L;
   T* packed = nullptr;
@@ -144,9 +145,20 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     j.stream = rc_resident(j.out, ob) ||
                rc_populate(j.out, ob, rc_threads(nthreads, g.K));
   if (!j.packed) j.group = 1; /* NHWC in place: RoI-major */
-  j.whole_roi = g.channels_last && j.stream;
-  const typename VFns<T>::Item fn = item_kernel<T>(which, isa);
-  const typename VFns<T>::Pack packfn = pack_kernel<T>(isa);
+  /* A streamed NHWC output is written a whole RoI at a time ([PH*PW][C],
+   * contiguous, streaming stores).  That needs RoI-major items (every block
+   * of one RoI), which reread the RoI's pixels from all block planes: fine
+   * while one image's packed planes stay in the caches (8 MiB: W1, W3, W4),
+   * 1.5-2.5x the CPU time of NCHW on W2 (55 MB per image).  There a packed
+   * input runs block-major like NCHW instead, and each bin's L lanes go
+   * into the output rows with ordinary stores (streaming 128-256 byte
+   * pieces C apart took 1.3-1.5x NCHW; ordinary stores 1.06-1.08x). */
+  const double image_bytes = static_cast<double>(HW) *
+                             static_cast<double>(j.nb * L) * sizeof(T);
+  j.whole_roi = g.channels_last && j.stream &&
+                (!j.packed || image_bytes <= static_cast<double>(8 << 20));
+  const typename VFns<T>::Item fn = fwd_item_kernel<T>(which, isa, wide);
+  const typename VFns<T>::Pack packfn = pack_kernel<T>(isa, wide);
   const rc_index items = j.whole_roi ? g.K : j.nb * g.K;
   const rc_index chunk = 128; /* [chunk][L] stays in L1 while transposing */
   const rc_index nchunk = (HW + chunk - 1) / chunk;
@@ -165,6 +177,36 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     if (rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   const int nt_all = rc_threads(nthreads, items);
+  /* The sampled ops' tables of every RoI, filled once when several channel
+   * blocks run it (each (RoI, block) item filled them again: ~8 % of W1's
+   * instructions with C = 256), within 16 MiB. */
+  char* tabmem = nullptr;
+  if (which == RC_V_SFWD && j.nb > 1) {
+    const size_t per = sample_tab_bytes<T>(j.ny) + sample_tab_bytes<T>(j.nx);
+    const size_t head = (sizeof(SampleTab<T>) * 2 * static_cast<size_t>(g.K) +
+                         63) & ~static_cast<size_t>(63);
+    if (per * static_cast<size_t>(g.K) <= (static_cast<size_t>(16) << 20))
+      tabmem = static_cast<char*>(rc_alloc(head + per * static_cast<size_t>(g.K)));
+    if (tabmem) {
+      SampleTab<T>* tabs = reinterpret_cast<SampleTab<T>*>(tabmem);
+      const int ntt = rc_threads(nt_all, g.K / 64 + 1);
+#pragma omp parallel for num_threads(ntt) schedule(static)
+      for (rc_index k = 0; k < g.K; ++k) {
+        char* m = tabmem + head + per * static_cast<size_t>(k);
+        sample_tab_bind(&tabs[2 * k], m, j.ny);
+        sample_tab_bind(&tabs[2 * k + 1], m + sample_tab_bytes<T>(j.ny), j.nx);
+        T ys, bh, xs, bw;
+        rc_index gh, gw;
+        sampled_geometry<T>(j.sp, j.rois + 5 * k, j.scale, g, &ys, &bh, &gh,
+                            &xs, &bw, &gw);
+        sample_tab_fill<T>(&tabs[2 * k], j.sp.kind, ys, bh, gh, g.PH, g.H,
+                           j.sy);
+        sample_tab_fill<T>(&tabs[2 * k + 1], j.sp.kind, xs, bw, gw, g.PW,
+                           g.W, j.sx);
+      }
+      j.tabs = tabs;
+    }
+  }
   const size_t sbytes = v_scratch_bytes(j, false);
   const double width = v_width<T>(isa, L);
   const auto item_cost = [&](rc_index it) {
@@ -196,6 +238,7 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     if (!err && i0 < items && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   rc_free(packed);
+  rc_free(tabmem);
   return err;
 }
 

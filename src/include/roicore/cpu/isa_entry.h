@@ -34,14 +34,21 @@ struct Lanes {
       static_cast<int>((ISA >= RC_ISA_AVX512 ? 256 : 128) / sizeof(T));
 };
 
+/* Lanes of the forward's wide channel blocks (256 bytes) under AVX2, cf.
+ * v_fwd_wide. */
+template <typename T>
+struct WideLanes {
+  static constexpr int value = static_cast<int>(256 / sizeof(T));
+};
+
 /* The bodies, shared by every instruction set. */
-template <typename T, int ISA>
-RC_AI void pack_input(const T* in, const Geom& g, rc_index L, rc_index n,
+template <typename T, int ISA, int L = Lanes<T, ISA>::value>
+RC_AI void pack_input(const T* in, const Geom& g, rc_index Lr, rc_index n,
                       rc_index c0, rc_index i0, rc_index i1, T* dst) {
   if (g.channels_last)
-    v_pack_nhwc<T, Lanes<T, ISA>::value>(in, g, n, c0, i0, i1, dst);
+    v_pack_nhwc<T, L>(in, g, n, c0, i0, i1, dst);
   else
-    v_pack_block<T, ISA>(in, g, L, n, c0, i0, i1, dst, L);
+    v_pack_block<T, ISA>(in, g, Lr, n, c0, i0, i1, dst, Lr);
 }
 
 /* --- baseline x86-64 (or any other CPU) ------------------------------- */
@@ -100,6 +107,26 @@ RC_TARGET_AVX2 void pack_input_avx2(const T* in, const Geom& g, rc_index L,
   pack_input<T, RC_ISA_AVX2>(in, g, L, n, c0, i0, i1, dst);
 }
 
+/* AVX2 forward on 256-byte channel blocks (v_fwd_wide): each sample's
+ * table reads, weights and broadcasts serve twice the channels. */
+template <typename T>
+RC_TARGET_AVX2 void sampled_forward_avx2_wide(const VJob<T>& j,
+                                              VScratch<T>& s, rc_index it) {
+  v_fwd_item<T, WideLanes<T>::value, RC_ISA_AVX2, false>(j, s, it);
+}
+template <typename T>
+RC_TARGET_AVX2 void pool_forward_avx2_wide(const VJob<T>& j, VScratch<T>& s,
+                                           rc_index it) {
+  v_fwd_item<T, WideLanes<T>::value, RC_ISA_AVX2, true>(j, s, it);
+}
+template <typename T>
+RC_TARGET_AVX2 void pack_input_avx2_wide(const T* in, const Geom& g,
+                                         rc_index L, rc_index n, rc_index c0,
+                                         rc_index i0, rc_index i1, T* dst) {
+  pack_input<T, RC_ISA_AVX2, WideLanes<T>::value>(in, g, L, n, c0, i0, i1,
+                                                   dst);
+}
+
 /* --- AVX-512 ----------------------------------------------------------- */
 template <typename T>
 RC_TARGET_AVX512 void sampled_forward_avx512(const VJob<T>& j, VScratch<T>& s,
@@ -132,15 +159,41 @@ RC_TARGET_AVX512 void pack_input_avx512(const T* in, const Geom& g,
 #endif
 
 /* --- run-time choice ---------------------------------------------------- */
+/* Whether a forward under `isa` runs the AVX2 kernels on 256-byte channel
+ * blocks: AVX2 only (AVX-512's blocks are 256 bytes already), and only where
+ * that pads no more channels than 128-byte blocks (C = 256: yes; C = 72
+ * float32: 96 -> 128 lanes, no). */
 template <typename T>
-inline typename VFns<T>::Pack pack_kernel(int isa) {
+inline bool v_fwd_wide(const Geom& g, int isa) {
+#if RC_X86_DISPATCH
+  if (isa != RC_ISA_AVX2) return false;
+  const rc_index Ln = Lanes<T, RC_ISA_AVX2>::value, Lw = WideLanes<T>::value;
+  return g.C > Ln && (g.C + Lw - 1) / Lw * Lw == (g.C + Ln - 1) / Ln * Ln;
+#else
+  (void)g;
+  (void)isa;
+  return false;
+#endif
+}
+
+/* Lanes per channel block of a forward (v_fwd_wide: 256 bytes). */
+template <typename T>
+inline rc_index v_fwd_lanes(const Geom& g, int isa) {
+  return v_fwd_wide<T>(g, isa) ? WideLanes<T>::value : v_lanes<T>(isa);
+}
+
+template <typename T>
+inline typename VFns<T>::Pack pack_kernel(int isa, bool wide = false) {
 #if RC_X86_DISPATCH
   if (isa >= RC_ISA_AVX512) return pack_input_avx512<T>;
-  if (isa == RC_ISA_AVX2) return pack_input_avx2<T>;
+  if (isa == RC_ISA_AVX2)
+    return wide ? pack_input_avx2_wide<T> : pack_input_avx2<T>;
 #endif
   (void)isa;
+  (void)wide;
   return pack_input_baseline<T>;
 }
+
 
 template <typename T>
 inline typename VFns<T>::Item item_kernel(int which, int isa) {
@@ -169,6 +222,18 @@ inline typename VFns<T>::Item item_kernel(int which, int isa) {
     case RC_V_SBWD: return sampled_backward_baseline<T>;
     default: return pool_backward_baseline<T>;
   }
+}
+
+/* The forward item kernel (RC_V_SFWD / RC_V_PFWD) for v_fwd_wide's choice. */
+template <typename T>
+inline typename VFns<T>::Item fwd_item_kernel(int which, int isa, bool wide) {
+#if RC_X86_DISPATCH
+  if (wide && isa == RC_ISA_AVX2)
+    return which == RC_V_PFWD ? pool_forward_avx2_wide<T>
+                              : sampled_forward_avx2_wide<T>;
+#endif
+  (void)wide;
+  return item_kernel<T>(which, isa);
 }
 
 }  // namespace roicore

@@ -57,6 +57,8 @@ struct VJob {
                                 n*bsn + b*bsb + y*sy + x*sx */
   rc_index ny, nx;           /* sample table lengths */
   const double* cost;        /* forward: per-RoI cost per channel */
+  const SampleTab<T>* tabs;  /* forward: every RoI's sample tables (y, x)
+                                when shared by its blocks, else null */
   const RcSegs* seg;         /* backward: RoI segments ... */
   rc_index round;            /* ... and the round being run */
 };

@@ -7,7 +7,8 @@
 #include "roicore/cpu/lanes_sampled.h"
 
 namespace roicore {
-template <typename T, int L, bool FULL>
+/* VB: bytes of the ISA's vectors (RcVecBytes). */
+template <typename T, int L, int VB, bool FULL>
 RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
                       const rc_index* hlo, const rc_index* hhi,
                       const rc_index* wlo, const rc_index* whi, rc_index PH,
@@ -20,6 +21,28 @@ RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
         for (int l = 0; l < n; ++l) dst[l] = (T)0;
         continue;
       }
+#if RC_LANE_VECTORS
+      if (FULL) {
+        typedef typename RcVec<T, VB>::type V;
+        constexpr int VL = VB / static_cast<int>(sizeof(T)), NV = L / VL;
+        V best[NV];
+        for (int v = 0; v < NV; ++v) rc_vsplat<T, VB>(&best[v], rc_lowest<T>());
+        const rc_index w0 = wlo[pw], w1 = whi[pw];
+        for (rc_index h = hlo[ph]; h < hhi[ph]; ++h) {
+          const T* row = src + h * sy;
+          for (rc_index w = w0; w < w1; ++w) {
+            const T* p = row + w * sx;
+            for (int v = 0; v < NV; ++v) {
+              V x;
+              rc_vload<T, VB>(&x, p + v * VL);
+              best[v] = x > best[v] ? x : best[v];
+            }
+          }
+        }
+        for (int v = 0; v < NV; ++v) rc_vstore<T, VB>(dst + v * VL, best[v]);
+        continue;
+      }
+#endif
       T best[L];
       for (int l = 0; l < n; ++l) best[l] = rc_lowest<T>();
       for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)

@@ -8,10 +8,54 @@
 #include "roicore/cpu/lanes.h"
 
 namespace roicore {
+/* --- lanes as native vectors ---------------------------------------------
+ * A channel block's L lanes as L / VL vectors of the ISA's width (VB bytes,
+ * GCC/Clang vector types) in a small array that the compiler keeps in
+ * registers: a T[L] array updated by an `omp simd` loop went through the
+ * stack on every pixel (a store and a reload per vector), and one L-wide
+ * vector type was split into scalars.  The operations are the scalar ones,
+ * lane by lane, so results do not change. */
+template <int ISA>
+struct RcVecBytes {
+  static constexpr int value = ISA >= RC_ISA_AVX512 ? 64
+                               : ISA == RC_ISA_AVX2  ? 32
+                                                     : 16;
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RC_LANE_VECTORS 1
+template <typename T, int VB>
+struct RcVec {
+  typedef T type __attribute__((vector_size(VB)));
+  /* the same, for unaligned loads and stores through any T* */
+  typedef T unaligned
+      __attribute__((vector_size(VB), aligned(sizeof(T)), may_alias));
+};
+
+template <typename T, int VB>
+RC_AI void rc_vload(typename RcVec<T, VB>::type* v, const T* p) {
+  *v = *reinterpret_cast<const typename RcVec<T, VB>::unaligned*>(p);
+}
+
+template <typename T, int VB>
+RC_AI void rc_vstore(T* p, const typename RcVec<T, VB>::type& v) {
+  *reinterpret_cast<typename RcVec<T, VB>::unaligned*>(p) = v;
+}
+
+template <typename T, int VB>
+RC_AI void rc_vsplat(typename RcVec<T, VB>::type* v, T x) {
+  T a[VB / sizeof(T)];
+  for (size_t l = 0; l < VB / sizeof(T); ++l) a[l] = x;
+  rc_vload<T, VB>(v, a);
+}
+#else
+#define RC_LANE_VECTORS 0
+#endif
+
 /* --- forward of one RoI, L lanes --------------------------------------- */
 /* src: lane view of one (image, channel block); the tables hold offsets
  * already multiplied by the view's strides.  FULL: n == L at compile time. */
-template <typename T, int L, bool FULL>
+template <typename T, int L, int VB, bool FULL>
 RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
                          const SampleTab<T>& tx, rc_index PH, rc_index PW,
                          bool max_mode, T* tile) {
@@ -25,6 +69,41 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
     for (rc_index pw = 0; pw < PW; ++pw) {
       T acc[L];
       T* dst = tile + (ph * PW + pw) * L;
+#if RC_LANE_VECTORS
+      if (FULL && !max_mode) { /* the loop below, sums in registers */
+        typedef typename RcVec<T, VB>::type V;
+        constexpr int VL = VB / static_cast<int>(sizeof(T)), NV = L / VL;
+        V sum[NV];
+        for (int v = 0; v < NV; ++v) rc_vsplat<T, VB>(&sum[v], (T)0);
+        for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+          if (!ty.ok[iy]) continue;
+          const T hy = ty.wh[iy], ly = ty.wl[iy];
+          const T* r0 = src + ty.lo[iy];
+          const T* r1 = src + ty.hi[iy];
+          for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
+            if (!tx.ok[ix]) continue;
+            T w1, w2, w3, w4;
+            rc_bilinear_weights(hy, ly, tx.wh[ix], tx.wl[ix], &w1, &w2, &w3,
+                                &w4);
+            const T* p1 = r0 + tx.lo[ix];
+            const T* p2 = r0 + tx.hi[ix];
+            const T* p3 = r1 + tx.lo[ix];
+            const T* p4 = r1 + tx.hi[ix];
+            for (int v = 0; v < NV; ++v) {
+              V a, b, c, d;
+              rc_vload<T, VB>(&a, p1 + v * VL);
+              rc_vload<T, VB>(&b, p2 + v * VL);
+              rc_vload<T, VB>(&c, p3 + v * VL);
+              rc_vload<T, VB>(&d, p4 + v * VL);
+              sum[v] += w1 * a + w2 * b + w3 * c + w4 * d;
+            }
+          }
+        }
+        for (int v = 0; v < NV; ++v)
+          rc_vstore<T, VB>(dst + v * VL, pow2 ? sum[v] * inv : sum[v] / div);
+        continue;
+      }
+#endif
       if (!max_mode) {
         for (int l = 0; l < n; ++l) acc[l] = (T)0;
         for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
