@@ -33,13 +33,19 @@ RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
 }
 
 
+/* Backward of one RoI: the winners are found in ip (the whole bin), and
+ * only those at offsets [blo, bhi) are scattered, to gp[offset - blo] (a row
+ * band of the gradient; 0 and the maximum for the whole map).  bon (null:
+ * all) marks the bin rows that reach the band. */
 template <typename T, int L, bool FULL>
 RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
                       const rc_index* hlo, const rc_index* hhi,
                       const rc_index* wlo, const rc_index* whi, rc_index PH,
-                      rc_index PW, const T* gtile) {
+                      rc_index PW, const T* gtile, const unsigned char* bon,
+                      rc_index blo, rc_index bhi) {
   const int n = FULL ? L : nc;
-  for (rc_index ph = 0; ph < PH; ++ph)
+  for (rc_index ph = 0; ph < PH; ++ph) {
+    if (bon && !bon[ph]) continue;
     for (rc_index pw = 0; pw < PW; ++pw) {
       if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) continue;
       const T* gv = gtile + (ph * PW + pw) * L;
@@ -73,8 +79,10 @@ RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
           }
         }
       for (int l = 0; l < n; ++l)
-        if (best[l] > lowest) gp[arg[l] + l] += gv[l];
+        if (best[l] > lowest && arg[l] >= blo && arg[l] < bhi)
+          gp[arg[l] - blo + l] += gv[l];
     }
+  }
 }
 }  // namespace roicore
 
