@@ -242,9 +242,12 @@ inline rc_index rc_set_backward_bands(rc_index n) {
 #define RC_BAND_MIN_ROWS 4
 
 /* Row bands of a packed backward over nb channel blocks for a team of nt
- * threads: one with a single thread or NHWC in place; else enough that
- * (image, block, band) items number at least 64 and 4 per thread, bands not
- * thinner than RC_BAND_MIN_ROWS.  The memory stays within v_pack_fits: the
+ * threads: one with NHWC in place or when the (image, block) items already
+ * number 4 per thread; else enough bands for 4 (image, block, band) items
+ * per thread (so at least 64 from 16 threads on), bands not thinner than
+ * RC_BAND_MIN_ROWS.  A band costs work -- every item scans its image's RoIs,
+ * and a bin straddling bands is searched (max / pool) in each -- so bands
+ * are made only where threads would otherwise idle.  The memory stays within v_pack_fits: the
  * input packed once (max / pool modes) plus one band tile per thread; *team
  * is the most threads whose tiles fit (one band if not even one does).
  * *brows: rows per band. */
@@ -263,9 +266,7 @@ inline rc_index v_bands(const Geom& g, rc_index nb, rc_index L, int nt,
   }
   if (nt <= 1) return 1;
   const rc_index per = g.N * nb < 1 ? 1 : g.N * nb;
-  const rc_index target = 4 * static_cast<rc_index>(nt) > 64
-                              ? 4 * static_cast<rc_index>(nt)
-                              : 64;
+  const rc_index target = 4 * static_cast<rc_index>(nt);
   rc_index bands = (target + per - 1) / per;
   if (bands <= 1) return 1;
   rc_index rows = (g.H + bands - 1) / bands;
@@ -329,13 +330,15 @@ inline void v_bin_rows(const VJob<T>& j, bool pool, rc_index k,
 }
 
 /* Per-channel cost of every (segment, band) item of a banded backward, the
- * kernels' cost model: a RoI costs its per-RoI cost (j.cost) times the share
+ * kernels' cost model (and, in j.roi_rows, each RoI's rows [first, last],
+ * first > last: none, so an item skips the RoIs that miss its band): a RoI costs its per-RoI cost (j.cost) times the share
  * of its bin rows that reach the band (bins straddling bands count in each),
  * plus its grad_out tile (PH * PW) and one for the scan; a band adds its
  * tile traffic (zero / unpack, 2 x rows x W).  Returns null without memory;
  * the caller frees. */
 template <typename T>
-inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg) {
+inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg,
+                            rc_index* roi_rows) {
   const Geom& g = j.g;
   const rc_index nseg = sg.ptr[g.N];
   const rc_index nband = j.nband;
@@ -357,6 +360,10 @@ inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg) {
   rc_index* rhi = rlo + g.PH;
   rc_index* touched = rhi + g.PH;
   const double nbins = static_cast<double>(g.PH * g.PW);
+  for (rc_index k = 0; k < g.K; ++k) {
+    roi_rows[2 * k] = g.H;
+    roi_rows[2 * k + 1] = -1;
+  }
   for (rc_index n = 0; n < g.N; ++n)
     for (rc_index i = sg.ptr[n]; i < sg.ptr[n + 1]; ++i) {
       double* c = bc + i * nband;
@@ -376,6 +383,8 @@ inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg) {
         for (rc_index b = 0; b < nband; ++b) touched[b] = 0;
         for (rc_index ph = 0; ph < g.PH; ++ph) {
           if (rlo[ph] > rhi[ph]) continue;
+          if (rlo[ph] < roi_rows[2 * k]) roi_rows[2 * k] = rlo[ph];
+          if (rhi[ph] > roi_rows[2 * k + 1]) roi_rows[2 * k + 1] = rhi[ph];
           const rc_index b0 = rlo[ph] / j.brows, b1 = rhi[ph] / j.brows;
           for (rc_index b = b0; b <= b1 && b < nband; ++b) ++touched[b];
         }
@@ -392,7 +401,8 @@ inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg) {
 
 /* The plan of a vectorised backward for a team of nt threads: channel
  * blocks, segments (sg), bands and, with more than one band, the per-item
- * costs (*bc, the caller frees).  Returns false without memory. */
+ * costs (*bc) and the RoIs' rows (j->roi_rows); the caller frees both.
+ * Returns false without memory. */
 template <typename T>
 inline bool v_bwd_plan(VJob<T>* j, bool pool, int nt, int isa, RcSegs* sg,
                        double** bc) {
@@ -407,12 +417,17 @@ inline bool v_bwd_plan(VJob<T>* j, bool pool, int nt, int isa, RcSegs* sg,
   if (!rc_segments(g, j->order, j->batch_start, j->cost, width,
                    j->packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, sg))
     return false;
+  j->roi_rows = nullptr;
   if (j->nband > 1) {
-    *bc = v_band_costs<T>(*j, pool, *sg);
+    rc_index* rows = static_cast<rc_index*>(
+        std::malloc(sizeof(rc_index) * static_cast<size_t>(2 * g.K + 1)));
+    *bc = rows ? v_band_costs<T>(*j, pool, *sg, rows) : nullptr;
     if (!*bc) {
+      std::free(rows);
       std::free(sg->mem);
       return false;
     }
+    j->roi_rows = rows;
   }
   return true;
 }
@@ -494,6 +509,7 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   }
   rc_free(pin);
   std::free(bc);
+  std::free(const_cast<rc_index*>(j.roi_rows));
   std::free(sg.mem);
   return err;
 }
@@ -742,6 +758,7 @@ rc_index backward_items(bool pool, const T* rois, const rc_index* order,
       std::free(cost);
       return -1;
     }
+    std::free(const_cast<rc_index*>(j.roi_rows));
     nblk = j.nb;
     nband = j.nband;
     info[5] = j.team;

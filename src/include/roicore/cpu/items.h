@@ -328,6 +328,8 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     const rc_index k = j.order[r];
     const T* roi = j.rois + 5 * k;
     if (rc_batch(g, k) != n) continue;
+    if (banded && (j.roi_rows[2 * k] >= y1 || j.roi_rows[2 * k + 1] < y0))
+      continue; /* misses the band */
     if (POOL) {
       rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
                *whi = s.ptab + 2 * g.PH + g.PW;

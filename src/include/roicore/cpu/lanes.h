@@ -62,6 +62,8 @@ struct VJob {
   rc_index nband, brows;     /* backward: row bands of brows rows (band b:
                                 rows b*brows .. min(H, (b+1)*brows)) */
   int team;                  /* backward: most threads (band tiles' memory) */
+  const rc_index* roi_rows;  /* backward with bands: rows [first, last] each
+                                RoI can scatter to (2 per RoI) */
   const T* pin;              /* backward with bands, max / pool: the input
                                 packed once, [N][nb][H][W][L] */
 };
