@@ -82,6 +82,7 @@ inline size_t v_scratch_bytes(const VJob<T>& j, bool backward) {
     b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.ny) + 63) &
          ~static_cast<size_t>(63);
     b += (static_cast<size_t>(j.g.PH) + 63) & ~static_cast<size_t>(63);
+    b += (static_cast<size_t>(j.ny) + 63) & ~static_cast<size_t>(63);
   }
   if (backward && j.packed)
     b += sizeof(T) * v_bwd_tile_elems(j.g, j.nband, j.brows, j.L);
@@ -112,7 +113,7 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   }
   s->gtile = s->itile = nullptr;
   s->sylo = s->syhi = nullptr;
-  s->bon = nullptr;
+  s->bon = s->yok = nullptr;
   if (backward) {
     s->sylo = reinterpret_cast<rc_index*>(mem);
     s->syhi = s->sylo + j.ny;
@@ -120,6 +121,8 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
            ~static_cast<size_t>(63);
     s->bon = reinterpret_cast<unsigned char*>(mem);
     mem += (static_cast<size_t>(j.g.PH) + 63) & ~static_cast<size_t>(63);
+    s->yok = reinterpret_cast<unsigned char*>(mem);
+    mem += (static_cast<size_t>(j.ny) + 63) & ~static_cast<size_t>(63);
   }
   if (backward && j.packed) {
     s->gtile = reinterpret_cast<T*>(mem);
@@ -237,165 +240,232 @@ inline rc_index rc_set_backward_bands(rc_index n) {
   return old;
 }
 
-/* Least rows of a band chosen from the work: thinner bands mostly repeat
- * the bins that straddle them. */
-#define RC_BAND_MIN_ROWS 4
+/* Least rows of a band chosen from the work. */
+#define RC_BAND_MIN_ROWS 2
 
-/* Row bands of a packed backward over nb channel blocks for a team of nt
- * threads: one with NHWC in place or when the (image, block) items already
- * number 4 per thread; else enough bands for 4 (image, block, band) items
- * per thread (so at least 64 from 16 threads on), bands not thinner than
- * RC_BAND_MIN_ROWS.  A band costs work -- every item scans its image's RoIs,
- * and a bin straddling bands is searched (max / pool) in each -- so bands
- * are made only where threads would otherwise idle.  The memory stays within v_pack_fits: the
- * input packed once (max / pool modes) plus one band tile per thread; *team
- * is the most threads whose tiles fit (one band if not even one does).
- * *brows: rows per band. */
+/* Rows each bin row of every RoI can scatter to: rows[2 * (k * PH + ph)]
+ * .. rows[... + 1] (first > last: none): the corners of its in-range
+ * samples (sampled ops) or its cells (RoI Pool).  Returns null without
+ * memory; the caller frees. */
 template <typename T>
-inline rc_index v_bands(const Geom& g, rc_index nb, rc_index L, int nt,
-                        bool packed, bool need_in, rc_index* brows,
-                        int* team) {
-  *brows = g.H;
-  *team = nt;
-  if (!packed || g.H < 1) return 1;
-  const rc_index forced = *rc_band_slot();
-  if (forced > 0) {
-    *brows = (g.H + forced - 1) / forced;
-    if (*brows < 1) *brows = 1;
-    return forced;
-  }
-  if (nt <= 1) return 1;
-  const rc_index per = g.N * nb < 1 ? 1 : g.N * nb;
-  const rc_index target = 4 * static_cast<rc_index>(nt);
-  rc_index bands = (target + per - 1) / per;
-  if (bands <= 1) return 1;
-  rc_index rows = (g.H + bands - 1) / bands;
-  if (rows < RC_BAND_MIN_ROWS) rows = RC_BAND_MIN_ROWS;
-  bands = (g.H + rows - 1) / rows;
-  if (bands <= 1) return 1;
-  const double HW = static_cast<double>(g.H * g.W);
-  const double pin = need_in ? static_cast<double>(g.N * nb * L) * HW : 0.0;
-  const double tile = static_cast<double>((rows + 1) * g.W * L);
-  const double input = static_cast<double>(g.N * g.C) * HW;
-  if (!v_pack_fits((pin + tile) * sizeof(T), input * sizeof(T))) return 1;
-  /* the most threads whose tiles fit (v_pack_fits is monotonic) */
-  const double items = static_cast<double>(per * bands);
-  double fit = items < nt ? items : static_cast<double>(nt);
-  if (!v_pack_fits((pin + fit * tile) * sizeof(T), input * sizeof(T))) {
-    const double cap = 2.0 * input * sizeof(T) > static_cast<double>(16 << 20)
-                           ? 2.0 * input * sizeof(T)
-                           : static_cast<double>(16 << 20);
-    fit = std::floor((cap / sizeof(T) - pin) / tile);
-    if (fit < 1) fit = 1;
-    *team = static_cast<int>(fit);
-  }
-  *brows = rows;
-  return bands;
-}
-
-/* Rows each bin row of RoI k can scatter to, [rlo[ph], rhi[ph]] (rlo > rhi:
- * none): the corners of its in-range samples (sampled ops; ty is scratch of
- * j.ny entries) or its cells (RoI Pool; ptab scratch). */
-template <typename T>
-inline void v_bin_rows(const VJob<T>& j, bool pool, rc_index k,
-                       SampleTab<T>* ty, rc_index* ptab, rc_index* rlo,
-                       rc_index* rhi) {
+inline rc_index* v_bin_rows(const VJob<T>& j, bool pool) {
   const Geom& g = j.g;
-  const T* roi = j.rois + 5 * k;
-  if (pool) {
-    rc_index *hlo = ptab, *hhi = ptab + g.PH, *wlo = ptab + 2 * g.PH,
-             *whi = ptab + 2 * g.PH + g.PW;
-    pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
-    for (rc_index ph = 0; ph < g.PH; ++ph) {
-      rlo[ph] = hlo[ph];
-      rhi[ph] = hhi[ph] - 1;
-    }
-    return;
-  }
-  T ys, bh, xs, bw;
-  rc_index gh, gw;
-  sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
-  sample_tab_fill<T>(ty, j.sp.kind, ys, bh, gh, g.PH, g.H, 1);
-  for (rc_index ph = 0; ph < g.PH; ++ph) {
-    rlo[ph] = g.H;
-    rhi[ph] = -1;
-    for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-      if (!ty->ok[iy]) continue;
-      const rc_index a = ty->lo[iy] < ty->hi[iy] ? ty->lo[iy] : ty->hi[iy];
-      const rc_index b = ty->lo[iy] < ty->hi[iy] ? ty->hi[iy] : ty->lo[iy];
-      if (a < rlo[ph]) rlo[ph] = a;
-      if (b > rhi[ph]) rhi[ph] = b;
-    }
-  }
-}
-
-/* Per-channel cost of every (segment, band) item of a banded backward, the
- * kernels' cost model (and, in j.roi_rows, each RoI's rows [first, last],
- * first > last: none, so an item skips the RoIs that miss its band): a RoI costs its per-RoI cost (j.cost) times the share
- * of its bin rows that reach the band (bins straddling bands count in each),
- * plus its grad_out tile (PH * PW) and one for the scan; a band adds its
- * tile traffic (zero / unpack, 2 x rows x W).  Returns null without memory;
- * the caller frees. */
-template <typename T>
-inline double* v_band_costs(const VJob<T>& j, bool pool, const RcSegs& sg,
-                            rc_index* roi_rows) {
-  const Geom& g = j.g;
-  const rc_index nseg = sg.ptr[g.N];
-  const rc_index nband = j.nband;
-  double* bc = static_cast<double*>(std::calloc(
-      static_cast<size_t>(nseg * nband + 1), sizeof(double)));
+  rc_index* rows = static_cast<rc_index*>(std::malloc(
+      sizeof(rc_index) * static_cast<size_t>(2 * g.K * g.PH + 1)));
   char* mem = static_cast<char*>(std::malloc(
       sample_tab_bytes<T>(j.ny) +
-      sizeof(rc_index) * static_cast<size_t>(4 * g.PH + 2 * g.PW + nband) +
-      64));
-  if (!bc || !mem) {
-    std::free(bc);
+      sizeof(rc_index) * static_cast<size_t>(2 * (g.PH + g.PW)) + 64));
+  if (!rows || !mem) {
+    std::free(rows);
     std::free(mem);
     return nullptr;
   }
   SampleTab<T> ty;
   sample_tab_bind(&ty, mem, j.ny);
   rc_index* ptab = reinterpret_cast<rc_index*>(mem + sample_tab_bytes<T>(j.ny));
-  rc_index* rlo = ptab + 2 * (g.PH + g.PW);
-  rc_index* rhi = rlo + g.PH;
-  rc_index* touched = rhi + g.PH;
-  const double nbins = static_cast<double>(g.PH * g.PW);
   for (rc_index k = 0; k < g.K; ++k) {
-    roi_rows[2 * k] = g.H;
-    roi_rows[2 * k + 1] = -1;
+    rc_index* rr = rows + 2 * k * g.PH;
+    const T* roi = j.rois + 5 * k;
+    if (pool) {
+      rc_index *hlo = ptab, *hhi = ptab + g.PH, *wlo = ptab + 2 * g.PH,
+               *whi = ptab + 2 * g.PH + g.PW;
+      pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
+      for (rc_index ph = 0; ph < g.PH; ++ph) {
+        rr[2 * ph] = hlo[ph];
+        rr[2 * ph + 1] = hhi[ph] - 1;
+      }
+      continue;
+    }
+    T ys, bh, xs, bw;
+    rc_index gh, gw;
+    sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
+    sample_tab_fill<T>(&ty, j.sp.kind, ys, bh, gh, g.PH, g.H, 1);
+    for (rc_index ph = 0; ph < g.PH; ++ph) {
+      rc_index lo = g.H, hi = -1;
+      for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+        if (!ty.ok[iy]) continue;
+        const rc_index a = ty.lo[iy] < ty.hi[iy] ? ty.lo[iy] : ty.hi[iy];
+        const rc_index b = ty.lo[iy] < ty.hi[iy] ? ty.hi[iy] : ty.lo[iy];
+        if (a < lo) lo = a;
+        if (b > hi) hi = b;
+      }
+      rr[2 * ph] = lo;
+      rr[2 * ph + 1] = hi;
+    }
+  }
+  std::free(mem);
+  return rows;
+}
+
+/* The kernels' cost model of a banded backward (per channel): a RoI costs,
+ * in each band it reaches, its per-RoI cost (j.cost) times the share of its
+ * bin rows that reach the band (bins straddling bands count in each: the
+ * max / pool modes search them in each) plus its grad_out tile (PH * PW);
+ * an item adds one per RoI it scans and its tile traffic (zero / unpack,
+ * 2 x rows x W).  Item (position range [r0, r1) of image n, band b) ->
+ * c[b] for every band, with nband bands of brows rows; touched: nband
+ * scratch, zero on entry and on return. */
+template <typename T>
+inline void v_band_cost_of(const VJob<T>& j, const rc_index* rows,
+                           rc_index n, rc_index r0, rc_index r1,
+                           rc_index nband, rc_index brows, double* c,
+                           rc_index* touched) {
+  const Geom& g = j.g;
+  const double nbins = static_cast<double>(g.PH * g.PW);
+  for (rc_index b = 0; b < nband; ++b) {
+    const rc_index y0 = b * brows < g.H ? b * brows : g.H;
+    const rc_index y1 = y0 + brows < g.H ? y0 + brows : g.H;
+    c[b] = 2.0 * static_cast<double>((y1 - y0) * g.W) +
+           static_cast<double>(r1 - r0);
+  }
+  for (rc_index r = r0; r < r1; ++r) {
+    const rc_index k = j.order[r];
+    if (rc_batch(g, k) != n) continue;
+    const rc_index* rr = rows + 2 * k * g.PH;
+    rc_index bmin = nband, bmax = -1;
+    for (rc_index ph = 0; ph < g.PH; ++ph) {
+      if (rr[2 * ph] > rr[2 * ph + 1]) continue;
+      const rc_index b0 = rr[2 * ph] / brows;
+      rc_index b1 = rr[2 * ph + 1] / brows;
+      if (b1 >= nband) b1 = nband - 1;
+      for (rc_index b = b0; b <= b1; ++b) ++touched[b];
+      if (b0 < bmin) bmin = b0;
+      if (b1 > bmax) bmax = b1;
+    }
+    for (rc_index b = bmin; b <= bmax; ++b) {
+      if (touched[b])
+        c[b] += j.cost[k] * static_cast<double>(touched[b]) /
+                    static_cast<double>(g.PH) +
+                nbins;
+      touched[b] = 0;
+    }
+  }
+}
+
+/* Row bands of a packed backward over nb channel blocks for a team of nt
+ * threads, chosen from the work: one with NHWC in place or a single thread;
+ * else, of the band counts that keep bands at least RC_BAND_MIN_ROWS rows
+ * and make at most 8 items per thread, the one with the least modelled time:
+ * the makespan of the items (v_band_cost_of: bands cost work, the bins
+ * straddling them are searched in each) taken in order by the first free
+ * thread, the fewest bands on ties.
+ * The memory stays within v_pack_fits: the input packed once (max / pool
+ * modes) plus one band tile per thread; *team is the most threads whose
+ * tiles fit (one band if not even one does).  *brows: rows per band. */
+template <typename T>
+inline rc_index v_bands(const VJob<T>& j, const rc_index* rows, int nt,
+                        bool need_in, rc_index* brows, int* team) {
+  const Geom& g = j.g;
+  const rc_index nb = j.nb, L = j.L;
+  *brows = g.H;
+  *team = nt;
+  if (!j.packed || g.H < 1) return 1;
+  const rc_index forced = *rc_band_slot();
+  if (forced > 0) {
+    *brows = (g.H + forced - 1) / forced;
+    if (*brows < 1) *brows = 1;
+    return forced;
+  }
+  if (nt <= 1 || !rows) return 1;
+  const rc_index per = g.N * nb < 1 ? 1 : g.N * nb;
+  const rc_index most = (8 * static_cast<rc_index>(nt) + per - 1) / per;
+  const double HW = static_cast<double>(g.H * g.W);
+  const double pin = need_in ? static_cast<double>(g.N * nb * L) * HW : 0.0;
+  const double input = static_cast<double>(g.N * g.C) * HW;
+  const rc_index most_rows = g.H < most ? g.H : most;
+  double* c = static_cast<double*>(std::malloc(
+      sizeof(double) * static_cast<size_t>(g.N * most_rows + nt + 1)));
+  double* heap = c + g.N * most_rows;
+  rc_index* touched = static_cast<rc_index*>(
+      std::calloc(static_cast<size_t>(g.H + 1), sizeof(rc_index)));
+  rc_index best_b = 1, best_rows = g.H;
+  double best_t = -1;
+  for (rc_index bands = 1; c && touched && bands <= most_rows; ++bands) {
+    const rc_index r = (g.H + bands - 1) / bands;
+    if (bands > 1 && r < RC_BAND_MIN_ROWS) break;
+    if ((g.H + r - 1) / r != bands) continue; /* same rows as another count */
+    const double tile = static_cast<double>((r + 1) * g.W * L);
+    if (bands > 1 && !v_pack_fits((pin + tile) * sizeof(T), input * sizeof(T)))
+      continue;
+    for (rc_index n = 0; n < g.N; ++n)
+      v_band_cost_of(j, rows, n, j.batch_start[n], j.batch_start[n + 1], bands,
+                     r, c + n * bands, touched);
+    /* the makespan of the items taken in order (image, block, band) by the
+     * first free thread: OpenMP's dynamic schedule */
+    const int team = static_cast<int>(
+        per * bands < nt ? per * bands : static_cast<rc_index>(nt));
+    for (int q = 0; q < team; ++q) heap[q] = 0;
+    for (rc_index n = 0; n < g.N; ++n)
+      for (rc_index b = 0; b < nb; ++b)
+        for (rc_index band = 0; band < bands; ++band) {
+          std::pop_heap(heap, heap + team, std::greater<double>());
+          heap[team - 1] += c[n * bands + band];
+          std::push_heap(heap, heap + team, std::greater<double>());
+        }
+    const double t = *std::max_element(heap, heap + team);
+    if (best_t < 0 || t < best_t) {
+      best_t = t;
+      best_b = bands;
+      best_rows = r;
+    }
+  }
+  std::free(c);
+  std::free(touched);
+  if (best_b <= 1) return 1;
+  const double tile = static_cast<double>((best_rows + 1) * g.W * L);
+  /* the most threads whose tiles fit (v_pack_fits is monotonic) */
+  const double items = static_cast<double>(per * best_b);
+  const double fit = items < nt ? items : static_cast<double>(nt);
+  if (!v_pack_fits((pin + fit * tile) * sizeof(T), input * sizeof(T))) {
+    const double cap = 2.0 * input * sizeof(T) > static_cast<double>(16 << 20)
+                           ? 2.0 * input * sizeof(T)
+                           : static_cast<double>(16 << 20);
+    const double f = std::floor((cap / sizeof(T) - pin) / tile);
+    *team = f < 1 ? 1 : static_cast<int>(f);
+  }
+  *brows = best_rows;
+  return best_b;
+}
+
+/* Per-channel cost of every (segment, band) item of a banded backward
+ * (v_band_cost_of), and each RoI's rows [first, last] in roi_rows (first >
+ * last: none) so an item skips the RoIs that miss its band.  Returns null
+ * without memory; the caller frees. */
+template <typename T>
+inline double* v_band_costs(const VJob<T>& j, const rc_index* rows,
+                            const RcSegs& sg, rc_index* roi_rows) {
+  const Geom& g = j.g;
+  const rc_index nseg = sg.ptr[g.N];
+  const rc_index nband = j.nband;
+  double* bc = static_cast<double*>(std::calloc(
+      static_cast<size_t>(nseg * nband + 1), sizeof(double)));
+  rc_index* touched = static_cast<rc_index*>(
+      std::calloc(static_cast<size_t>(nband + 1), sizeof(rc_index)));
+  if (!bc || !touched) {
+    std::free(bc);
+    std::free(touched);
+    return nullptr;
+  }
+  for (rc_index k = 0; k < g.K; ++k) {
+    rc_index lo = g.H, hi = -1;
+    for (rc_index ph = 0; ph < g.PH; ++ph) {
+      const rc_index* rr = rows + 2 * (k * g.PH + ph);
+      if (rr[0] > rr[1]) continue;
+      if (rr[0] < lo) lo = rr[0];
+      if (rr[1] > hi) hi = rr[1];
+    }
+    roi_rows[2 * k] = lo;
+    roi_rows[2 * k + 1] = hi;
   }
   for (rc_index n = 0; n < g.N; ++n)
     for (rc_index i = sg.ptr[n]; i < sg.ptr[n + 1]; ++i) {
-      double* c = bc + i * nband;
       const rc_index r0 = sg.start[i];
       const rc_index r1 = i + 1 < sg.ptr[n + 1] ? sg.start[i + 1]
                                                 : j.batch_start[n + 1];
-      for (rc_index b = 0; b < nband; ++b) {
-        const rc_index y0 = b * j.brows < g.H ? b * j.brows : g.H;
-        const rc_index y1 = y0 + j.brows < g.H ? y0 + j.brows : g.H;
-        c[b] = 2.0 * static_cast<double>((y1 - y0) * g.W) +
-               static_cast<double>(r1 - r0);
-      }
-      for (rc_index r = r0; r < r1; ++r) {
-        const rc_index k = j.order[r];
-        if (rc_batch(g, k) != n) continue;
-        v_bin_rows<T>(j, pool, k, &ty, ptab, rlo, rhi);
-        for (rc_index b = 0; b < nband; ++b) touched[b] = 0;
-        for (rc_index ph = 0; ph < g.PH; ++ph) {
-          if (rlo[ph] > rhi[ph]) continue;
-          if (rlo[ph] < roi_rows[2 * k]) roi_rows[2 * k] = rlo[ph];
-          if (rhi[ph] > roi_rows[2 * k + 1]) roi_rows[2 * k + 1] = rhi[ph];
-          const rc_index b0 = rlo[ph] / j.brows, b1 = rhi[ph] / j.brows;
-          for (rc_index b = b0; b <= b1 && b < nband; ++b) ++touched[b];
-        }
-        for (rc_index b = 0; b < nband; ++b)
-          if (touched[b])
-            c[b] += j.cost[k] * static_cast<double>(touched[b]) /
-                        static_cast<double>(g.PH) +
-                    nbins;
-      }
+      v_band_cost_of(j, rows, n, r0, r1, nband, j.brows, bc + i * nband,
+                     touched);
     }
-  std::free(mem);
+  std::free(touched);
   return bc;
 }
 
@@ -410,25 +480,43 @@ inline bool v_bwd_plan(VJob<T>* j, bool pool, int nt, int isa, RcSegs* sg,
   j->L = v_lanes<T>(isa);
   j->nb = (g.C + j->L - 1) / j->L;
   const bool need_in = pool || j->sp.max_mode;
-  j->nband = v_bands<T>(g, j->nb, j->L, nt, j->packed != 0, need_in,
-                        &j->brows, &j->team);
   *bc = nullptr;
+  j->roi_rows = nullptr;
+  /* bands are considered only where the (image, block) items are fewer
+   * than 4 per thread */
+  rc_index* rows = nullptr;
+  const bool consider = j->packed && g.H > 0 &&
+                        (*rc_band_slot() > 0 ||
+                         (nt > 1 && g.N * j->nb < 4 * static_cast<rc_index>(nt)));
+  if (consider) {
+    rows = v_bin_rows<T>(*j, pool);
+    if (!rows) return false;
+  }
+  j->nband = consider ? v_bands<T>(*j, rows, nt, need_in, &j->brows, &j->team)
+                      : 1;
+  if (!consider) {
+    j->brows = g.H;
+    j->team = nt;
+  }
   const double width = v_width<T>(isa, j->L);
   if (!rc_segments(g, j->order, j->batch_start, j->cost, width,
-                   j->packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, sg))
+                   j->packed ? 2.0 * static_cast<double>(g.H * g.W) : 0.0, sg)) {
+    std::free(rows);
     return false;
-  j->roi_rows = nullptr;
+  }
   if (j->nband > 1) {
-    rc_index* rows = static_cast<rc_index*>(
+    rc_index* rr = static_cast<rc_index*>(
         std::malloc(sizeof(rc_index) * static_cast<size_t>(2 * g.K + 1)));
-    *bc = rows ? v_band_costs<T>(*j, pool, *sg, rows) : nullptr;
+    *bc = rr ? v_band_costs<T>(*j, rows, *sg, rr) : nullptr;
     if (!*bc) {
+      std::free(rr);
       std::free(rows);
       std::free(sg->mem);
       return false;
     }
-    j->roi_rows = rows;
+    j->roi_rows = rr;
   }
+  std::free(rows);
   return true;
 }
 
@@ -531,15 +619,20 @@ inline VJob<T> v_job(const Geom& g, T scale, const T* in, const T* rois,
 /* Entry points (called from _cpu.pyx)                                  */
 /* ------------------------------------------------------------------ */
 /* The instruction set for a call: AVX-512's 256-byte channel blocks would be
- * mostly padding for C * sizeof(T) <= 128; such calls take the AVX2 kernels.
- * (The backward's items no longer depend on the block width: its row bands
- * make enough of them, v_bands.)  Results never depend on it. */
+ * mostly padding for C * sizeof(T) <= 128, and a backward with fewer (image,
+ * channel block) items than threads gets twice as many from 128-byte blocks,
+ * which cost no extra work (row bands do: v_bands); such calls take the AVX2
+ * kernels.  Results never depend on it. */
 template <typename T>
-inline int rc_isa_for(const Geom& g) {
+inline int rc_isa_for(const Geom& g, int backward_threads = 0) {
   const int isa = rc_isa();
   if (isa < RC_ISA_AVX512) return isa;
   const size_t cb = static_cast<size_t>(g.C) * sizeof(T);
   if (cb <= 128) return RC_ISA_AVX2;
+  if (backward_threads > 1 &&
+      static_cast<double>(g.N) * static_cast<double>((cb + 255) / 256) <
+          static_cast<double>(backward_threads))
+    return RC_ISA_AVX2;
   return isa;
 }
 
@@ -600,7 +693,7 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
                      const rc_index* order, const rc_index* batch_start,
                      T* grad_in, const Geom& g, T scale, SampledParams sp,
                      int nthreads) {
-  const int isa = rc_isa_for<T>(g);
+  const int isa = rc_isa_for<T>(g, nthreads);
   if (isa == RC_ISA_REFERENCE)
     return sampled_backward_reference<T>(grad_out, in, rois, order,
                                          batch_start, grad_in, g, scale, sp,
@@ -665,7 +758,7 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
                   const rc_index* order, const rc_index* batch_start,
                   T* grad_in, const Geom& g, T scale, int bins,
                   int nthreads) {
-  const int isa = rc_isa_for<T>(g);
+  const int isa = rc_isa_for<T>(g, nthreads);
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
@@ -706,7 +799,7 @@ rc_index backward_items(bool pool, const T* rois, const rc_index* order,
                         SampledParams sp, int bins, int nthreads,
                         double** costs, rc_index* info) {
   *costs = nullptr;
-  const int isa = rc_isa_for<T>(g);
+  const int isa = rc_isa_for<T>(g, nthreads);
   info[1] = isa;
   double* cost;
   rc_index mgh = 0, mgw = 0;

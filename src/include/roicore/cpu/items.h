@@ -133,23 +133,41 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
 
 
 /* --- backward -------------------------------------------------------- */
+/* grad_out of RoI k, channels c0 .. c0+nc, bins i0 .. i1 -> tile [PH*PW][L]
+ * at those bins (zero padded) */
+template <typename T, int L, int ISA>
+RC_AI void v_load_grad_bins(const Geom& g, const T* go, rc_index k,
+                            rc_index c0, int nc, rc_index i0, rc_index i1,
+                            T* tile) {
+  const rc_index nbins = g.PH * g.PW;
+  if (nc < L)
+    for (rc_index i = i0 * L; i < i1 * L; ++i) tile[i] = (T)0;
+  if (g.channels_last) {
+    const T* o = go + k * nbins * g.C + c0;
+    for (rc_index i = i0; i < i1; ++i)
+      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
+  } else {
+    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins + i0, nbins, tile + i0 * L,
+                         L, nc, i1 - i0);
+  }
+}
+
 /* grad_out of RoI k, channels c0 .. c0+nc -> tile [PH*PW][L] (zero padded) */
 template <typename T, int L, int ISA>
 RC_AI void v_load_grad(const Geom& g, const T* go, rc_index k, rc_index c0,
                        int nc, T* tile) {
-  const rc_index nbins = g.PH * g.PW;
-  if (nc < L)
-    for (rc_index i = 0; i < nbins * L; ++i) tile[i] = (T)0;
-  if (g.channels_last) {
-    const T* o = go + k * nbins * g.C + c0;
-    for (rc_index i = 0; i < nbins; ++i)
-      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
-  } else {
-    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins, nbins, tile, L, nc,
-                         nbins);
-  }
+  v_load_grad_bins<T, L, ISA>(g, go, k, c0, nc, 0, g.PH * g.PW, tile);
 }
 
+/* The bins of the bin rows marked in bon (PH): [*i0, *i1). */
+inline void v_bon_bins(const unsigned char* bon, rc_index PH, rc_index PW,
+                       rc_index* i0, rc_index* i1) {
+  rc_index a = 0, b = PH;
+  while (a < PH && !bon[a]) ++a;
+  while (b > a && !bon[b - 1]) --b;
+  *i0 = a * PW;
+  *i1 = b * PW;
+}
 
 /* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * ld + l]
  * (zero padded past C). */
@@ -232,14 +250,15 @@ RC_AI void v_bwd_band(const VJob<T>& j, rc_index it, rc_index* n, rc_index* b,
 }
 
 /* Sampled backward in a band [y0, y0 + R): the y table's offsets (rows times
- * sy) remapped into the band, rows outside it to the sink row R; bon[ph]:
- * whether a sample of bin row ph has a corner in the band.  Returns whether
+ * sy) remapped into the band, rows outside it to the sink row R; yok[iy]:
+ * whether sample row iy is in range with a corner in the band; bon[ph]:
+ * whether a sample of bin row ph has one.  Returns whether
  * any does. */
 template <typename T>
 RC_AI bool v_band_rows_sampled(const SampleTab<T>& ty, rc_index PH,
                                rc_index sy, rc_index y0, rc_index R,
                                rc_index* sylo, rc_index* syhi,
-                               unsigned char* bon) {
+                               unsigned char* yok, unsigned char* bon) {
   const rc_index gh = ty.grid;
   bool any = false;
   for (rc_index ph = 0; ph < PH; ++ph) {
@@ -249,7 +268,8 @@ RC_AI bool v_band_rows_sampled(const SampleTab<T>& ty, rc_index PH,
       const bool lin = lo >= 0 && lo < R, hin = hi >= 0 && hi < R;
       sylo[iy] = (lin ? lo : R) * sy;
       syhi[iy] = (hin ? hi : R) * sy;
-      on = on || (ty.ok[iy] && (lin || hin));
+      yok[iy] = ty.ok[iy] && (lin || hin) ? 1 : 0;
+      on = on || yok[iy];
     }
     bon[ph] = on ? 1 : 0;
     any = any || on;
@@ -335,31 +355,40 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
                *whi = s.ptab + 2 * g.PH + g.PW;
       pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
       if (banded && !v_band_rows_pool(hlo, hhi, g.PH, y0, y1, s.bon)) continue;
-      v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
-      if (full)
-        v_pool_bwd<T, L, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi, g.PH,
-                               g.PW, s.tile, bon, blo, bhi);
+      rc_index i0 = 0, i1 = g.PH * g.PW;
+      if (banded) v_bon_bins(s.bon, g.PH, g.PW, &i0, &i1);
+      v_load_grad_bins<T, L, ISA>(g, j.grad_out, k, c0, nc, i0, i1, s.tile);
+      if (banded) /* packed, so every lane is computed */
+        v_pool_bwd<T, L, true, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi,
+                                     g.PH, g.PW, s.tile, bon, blo, bhi);
+      else if (full)
+        v_pool_bwd<T, L, true, false>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi,
+                                      g.PH, g.PW, s.tile, bon, blo, bhi);
       else
-        v_pool_bwd<T, L, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi, g.PH,
-                                g.PW, s.tile, bon, blo, bhi);
+        v_pool_bwd<T, L, false, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi,
+                                       g.PH, g.PW, s.tile, bon, blo, bhi);
     } else {
       T ys, bh, xs, bw;
       rc_index gh, gw;
       sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
       sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, sy);
       if (banded && !v_band_rows_sampled<T>(s.ty, g.PH, sy, y0, R, s.sylo,
-                                            s.syhi, s.bon))
+                                            s.syhi, s.yok, s.bon))
         continue;
       sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, sx);
-      v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
+      rc_index i0 = 0, i1 = g.PH * g.PW;
+      if (banded) v_bon_bins(s.bon, g.PH, g.PW, &i0, &i1);
+      v_load_grad_bins<T, L, ISA>(g, j.grad_out, k, c0, nc, i0, i1, s.tile);
       const rc_index* sylo = banded ? s.sylo : s.ty.lo;
       const rc_index* syhi = banded ? s.syhi : s.ty.hi;
+      const unsigned char* yok = banded ? s.yok : s.ty.ok;
       if (full)
         v_sampled_bwd<T, L, true>(gp, ip, L, s.ty, s.tx, g.PH, g.PW,
-                                  j.sp.max_mode, s.tile, sylo, syhi, bon);
+                                  j.sp.max_mode, s.tile, sylo, syhi, yok, bon);
       else
         v_sampled_bwd<T, L, false>(gp, ip, nc, s.ty, s.tx, g.PH, g.PW,
-                                   j.sp.max_mode, s.tile, sylo, syhi, bon);
+                                   j.sp.max_mode, s.tile, sylo, syhi, yok,
+                                   bon);
     }
   }
   if (packed) v_unpack_pixels<T, L, ISA>(gp, g, n, c0, P0, P1, j.out);

@@ -80,6 +80,7 @@ struct VScratch {
   T* itile;                  /* [H*W][L]: NCHW backward packed input */
   rc_index *sylo, *syhi;     /* backward: scatter row offsets (ny each) */
   unsigned char* bon;        /* backward: bin rows reaching the band (PH) */
+  unsigned char* yok;        /* backward: sample rows reaching it (ny) */
 };
 }  // namespace roicore
 

@@ -91,13 +91,15 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
  * view ip for the max mode).  The scatter's row offsets are sylo / syhi
  * (ty.lo / ty.hi, or for a row band of the gradient those remapped into the
  * band, rows outside it pointing at a sink row); the max mode reads ip
- * through ty.lo / ty.hi.  bon (null: all) marks the bin rows that can reach
- * the band; the others are skipped. */
+ * through ty.lo / ty.hi.  The average skips the sample rows with yok[iy]
+ * zero (ty.ok, or for a band also those with no corner in it).  bon (null:
+ * all) marks the bin rows that can reach the band; the others are skipped. */
 template <typename T, int L, bool FULL>
 RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
                          const SampleTab<T>& tx, rc_index PH, rc_index PW,
                          bool max_mode, const T* gtile, const rc_index* sylo,
-                         const rc_index* syhi, const unsigned char* bon) {
+                         const rc_index* syhi, const unsigned char* yok,
+                         const unsigned char* bon) {
   const int n = FULL ? L : nc;
   const rc_index gh = ty.grid, gw = tx.grid;
   const rc_index cnt = gh * gw;
@@ -110,7 +112,7 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
       const T* gv = gtile + (ph * PW + pw) * L;
       if (!max_mode) {
         for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-          if (!ty.ok[iy]) continue;
+          if (!yok[iy]) continue;
           const T hy = ty.wh[iy], ly = ty.wl[iy];
           T* r0 = gp + sylo[iy];
           T* r1 = gp + syhi[iy];
