@@ -222,7 +222,7 @@ def test_w1_w4_backward_items_scale_with_threads(name, isa, restore_cpu_state):
         assert d["items"] >= threads, d
         if threads >= 64:
             assert d["items"] >= 64, d
-        assert 0 < d["largest_share"] <= 1.0 / 16, d
+        assert 0 < d["largest_share"] <= 1.0 / 14, d  # images of 1000 RoIs split ~evenly
         assert d["bound"] == min(d["team"], d["items"], 1 / d["largest_share"])
         assert 1 <= d["list_bound"] <= d["bound"] + 1e-9, d
         assert d["list_bound"] >= prev, d
