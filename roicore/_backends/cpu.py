@@ -225,7 +225,10 @@ def backward_items(
         the total cost, in the kernels' cost model), ``bound`` =
         min(team, items, 1 / largest_share) and ``list_bound`` (total cost
         over the makespan of the items taken in order by the first free thread,
-        round after round) -- upper bounds of the speedup over one thread.
+        round after round), ``work_vs_one_thread`` (this plan's total cost over
+        the one-thread plan's: what the bands and narrower blocks add) and
+        ``speedup_bound`` (the one-thread plan's total over this plan's makespan:
+        the speedup the cost model allows over one thread).
     """
     from .. import _api
 
@@ -263,6 +266,7 @@ def backward_items(
         costs = np.repeat(per_image, s.C)
         path, isa, bands, nrounds, ch, team = "indices", "scalar", 1, 1, 1, nt
         rounds = [costs]
+        total_one = float(costs.sum())
     else:
         if op == "pool":
             path, isa, bands, nrounds, ch, team, costs, rnd = _cpu.pool_bwd_items(
@@ -273,6 +277,13 @@ def backward_items(
                 gv, xv, rc, batch, order, starts, plan.kind, plan.aligned, plan.max_mode,
                 plan.sampling_ratio, plan.spatial_scale, plan.channels_last, nt)
         rounds = [costs[rnd == t] for t in range(nrounds)]
+        one = (_cpu.pool_bwd_items(gv, xv, rc, batch, order, starts, plan.bins,
+                                   plan.spatial_scale, plan.channels_last, 1)
+               if op == "pool" else
+               _cpu.sampled_bwd_items(gv, xv, rc, batch, order, starts, plan.kind,
+                                      plan.aligned, plan.max_mode, plan.sampling_ratio,
+                                      plan.spatial_scale, plan.channels_last, 1))
+        total_one = float(one[6].sum())
     total = float(costs.sum())
     top = float(costs.max()) if len(costs) else 0.0
     share = top / total if total > 0 else 1.0
@@ -284,4 +295,6 @@ def backward_items(
         "bound": min(float(team), float(len(costs)),
                      1.0 / share if share > 0 else float(team)),
         "list_bound": total / span if span > 0 else 1.0,
+        "work_vs_one_thread": total / total_one if total_one > 0 else 1.0,
+        "speedup_bound": total_one / span if span > 0 else 1.0,
     }

@@ -67,13 +67,16 @@ def item_report(names: Sequence[str] = ("W1", "W2", "W3", "W4"),
 def format_report(rows: Sequence[dict[str, Any]]) -> str:
     """:func:`item_report`'s rows as a plain-text table."""
     head = (f"{'workload':8s} {'isa':7s} {'threads':>7s} {'items':>6s} {'bands':>5s} "
-            f"{'lanes':>5s} {'largest':>8s} {'bound':>6s} {'list':>6s}")
+            f"{'lanes':>5s} {'largest':>8s} {'bound':>6s} {'list':>6s} {'work':>5s} "
+            f"{'speedup':>7s}")
     out = [head]
     for r in rows:
         out.append(f"{r['workload']:8s} {r['isa']:7s} {r['threads']:7d} {r['items']:6d} "
                    f"{r['bands']:5d} {r['channels']:5d} {r['largest_share']:8.4f} "
-                   f"{r['bound']:6.1f} {r['list_bound']:6.1f}")
+                   f"{r['bound']:6.1f} {r['list_bound']:6.1f} "
+                   f"{r['work_vs_one_thread']:5.2f} {r['speedup_bound']:7.1f}")
     out.append("largest: the costliest item's share of the work; bound = min(threads, "
                "items, 1/largest); list: total / makespan of the items taken in order by "
-               "the first free thread (OpenMP dynamic schedule)")
+               "the first free thread (OpenMP dynamic schedule); work: total cost over the "
+               "one-thread plan's; speedup: the one-thread plan's total / makespan")
     return "\n".join(out)

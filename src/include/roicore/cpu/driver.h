@@ -242,6 +242,10 @@ inline rc_index rc_set_backward_bands(rc_index n) {
 
 /* Least rows of a band chosen from the work. */
 #define RC_BAND_MIN_ROWS 2
+/* Least items per thread a band count must make to be chosen (where rows
+ * allow): 1 lets the cost model decide alone; more trades the bands' extra
+ * work for slack in the dynamic schedule (e.g. on a loaded machine). */
+#define RC_BAND_MIN_ITEMS_PER_THREAD 1
 
 /* Rows each bin row of every RoI can scatter to: rows[2 * (k * PH + ph)]
  * .. rows[... + 1] (first > last: none): the corners of its in-range
@@ -348,7 +352,8 @@ inline void v_band_cost_of(const VJob<T>& j, const rc_index* rows,
  * and make at most 8 items per thread, the one with the least modelled time:
  * the makespan of the items (v_band_cost_of: bands cost work, the bins
  * straddling them are searched in each) taken in order by the first free
- * thread, the fewest bands on ties.
+ * thread, the fewest bands on ties (among the counts that make at least
+ * RC_BAND_MIN_ITEMS_PER_THREAD items per thread, if any).
  * The memory stays within v_pack_fits: the input packed once (max / pool
  * modes) plus one band tile per thread; *team is the most threads whose
  * tiles fit (one band if not even one does).  *brows: rows per band. */
@@ -380,6 +385,7 @@ inline rc_index v_bands(const VJob<T>& j, const rc_index* rows, int nt,
       std::calloc(static_cast<size_t>(g.H + 1), sizeof(rc_index)));
   rc_index best_b = 1, best_rows = g.H;
   double best_t = -1;
+  int best_enough = -1;
   for (rc_index bands = 1; c && touched && bands <= most_rows; ++bands) {
     const rc_index r = (g.H + bands - 1) / bands;
     if (bands > 1 && r < RC_BAND_MIN_ROWS) break;
@@ -403,7 +409,11 @@ inline rc_index v_bands(const VJob<T>& j, const rc_index* rows, int nt,
           std::push_heap(heap, heap + team, std::greater<double>());
         }
     const double t = *std::max_element(heap, heap + team);
-    if (best_t < 0 || t < best_t) {
+    const bool enough = per * bands >= RC_BAND_MIN_ITEMS_PER_THREAD *
+                                           static_cast<rc_index>(nt);
+    if (enough && best_enough < 0) best_t = -1; /* the first with enough */
+    if (enough) best_enough = 1;
+    if ((enough || best_enough < 0) && (best_t < 0 || t < best_t)) {
       best_t = t;
       best_b = bands;
       best_rows = r;
