@@ -247,3 +247,20 @@ def test_items_report_counts():
     with pytest.raises(ValueError, match="op"):
         backward_items("nope", np.zeros((1, 1, 2, 2), np.float32),
                        np.zeros((1, 5), np.float32), 2)
+
+
+def test_item_report_rows_and_table(restore_cpu_state):
+    """roicore._cli.backward_items (what benchmarks/backward_items.py prints and `bench`
+    can call): one row per (workload, threads), the ISA restored afterwards."""
+    from roicore._cli.backward_items import format_report, item_report
+
+    before = _cpu.cpu_isa()
+    rows = item_report(["W4"], [1, 64], isa="avx2")
+    assert _cpu.cpu_isa() == before
+    assert [(r["workload"], r["threads"]) for r in rows] == [("W4", 1), ("W4", 64)]
+    assert rows[0]["items"] == 2 * 256 // 32 and rows[0]["bands"] == 1
+    assert rows[0]["work_vs_one_thread"] == 1.0 and rows[0]["speedup_bound"] == 1.0
+    assert rows[1]["items"] >= 64 and rows[1]["speedup_bound"] > 16
+    table = format_report(rows)
+    assert table.splitlines()[0].split()[:4] == ["workload", "isa", "threads", "items"]
+    assert len(table.splitlines()) == 4
