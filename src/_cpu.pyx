@@ -519,3 +519,78 @@ def _check_indices_array(cnp.ndarray indices, cnp.ndarray like):
             or not indices.flags.c_contiguous or indices.size != like.size):
         raise ValueError("indices must be a C-contiguous int32 or int64 array of the "
                          "output's size")
+
+
+# --- backward items and row bands (issue 14): the report of roicore._backends.cpu
+# .backward_items and the band-count test hook.
+cdef extern from "roicore/roi_cpu.h" namespace "roicore":
+    rc_index rc_set_backward_bands(rc_index n) nogil
+    rc_index backward_items[T](cbool pool, const T* rois, const rc_index* order,
+                               const rc_index* batch_start, const Geom& g, T scale,
+                               SampledParams sp, int bins, int nthreads, double** costs,
+                               rc_index* info) nogil
+
+cdef extern from "<cstdlib>" nogil:
+    void free(void* p)
+
+
+def set_backward_bands(rc_index bands):
+    """Testing: force ``bands`` row bands on the packed backward (0: chosen from
+    the work; more than the map's rows gives empty items).  Results never depend
+    on it.  Returns the previous value."""
+    return rc_set_backward_bands(bands)
+
+
+cdef tuple _items(cbool pool, cnp.ndarray rois, const rc_index* o, const rc_index* bs,
+                  const Geom& g, double scale, SampledParams sp, int bins, int nthreads):
+    cdef double* costs = NULL
+    cdef rc_index info[6]
+    cdef rc_index n, i
+    info[0] = info[1] = info[2] = info[3] = info[4] = info[5] = 0
+    if rois.dtype.itemsize == 4:
+        n = backward_items(pool, <const float*>cnp.PyArray_DATA(rois), o, bs, g,
+                           <float>scale, sp, bins, nthreads, &costs, info)
+    else:
+        n = backward_items(pool, <const double*>cnp.PyArray_DATA(rois), o, bs, g,
+                           scale, sp, bins, nthreads, &costs, info)
+    if n < 0:
+        free(costs)
+        raise MemoryError("backward_items: out of memory (or a sampling cost error)")
+    out = cnp.PyArray_ZEROS(1, [n], cnp.NPY_FLOAT64, 0)
+    rnd = cnp.PyArray_ZEROS(1, [n], cnp.NPY_INT64, 0)
+    cdef double* d = <double*>cnp.PyArray_DATA(out)
+    cdef rc_index* t = <rc_index*>cnp.PyArray_DATA(rnd)
+    for i in range(n):
+        d[i] = costs[i]
+        t[i] = <rc_index>costs[n + i]
+    free(costs)
+    return (("reference", "nhwc-in-place", "packed")[info[0]], ISA_NAMES[info[1]],
+            int(info[2]), int(info[3]), int(info[4]), int(info[5]), out, rnd)
+
+
+def sampled_bwd_items(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois,
+                      cnp.ndarray batch, cnp.ndarray order, cnp.ndarray batch_start,
+                      int kind, bint aligned, bint max_mode, int sampling_ratio,
+                      double scale, bint channels_last, int nthreads):
+    """The parallel items :func:`sampled_bwd` would run with these arguments:
+    (path, isa, bands, rounds, channels per item, team, float64 array of
+    each item's cost in the kernels' model, int64 array of each item's
+    round)."""
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
+    cdef SampledParams sp = _params(kind, aligned, max_mode, sampling_ratio)
+    return _items(False, rois, <const rc_index*>cnp.PyArray_DATA(order),
+                  <const rc_index*>cnp.PyArray_DATA(batch_start), g, scale, sp, 0,
+                  nthreads)
+
+
+def pool_bwd_items(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois,
+                   cnp.ndarray batch, cnp.ndarray order, cnp.ndarray batch_start,
+                   int bins, double scale, bint channels_last, int nthreads):
+    """:func:`sampled_bwd_items` for :func:`pool_bwd`."""
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
+    cdef SampledParams sp = _params(RC_ALIGN, False, False, 1)
+    return _items(True, rois, <const rc_index*>cnp.PyArray_DATA(order),
+                  <const rc_index*>cnp.PyArray_DATA(batch_start), g, scale, sp, bins,
+                  nthreads)

@@ -210,3 +210,127 @@ def backward(plan: Any, grad_output: Any, x: np.ndarray, rois: np.ndarray,
              deterministic: bool, indices: np.ndarray | None = None) -> np.ndarray:
     """Always deterministic on the CPU: ``deterministic`` is accepted for API parity."""
     return shared.backward(_self, plan, grad_output, x, rois, deterministic, indices)
+
+
+# --------------------------------------------------------------------------- backward items
+def _list_schedule(rounds: list[np.ndarray], threads: int) -> float:
+    """Makespan of the items taken in order by ``threads`` threads, each item by
+    the first thread free (OpenMP's dynamic schedule), rounds one after another."""
+    import heapq
+
+    span = 0.0
+    for part in rounds:
+        free = [0.0] * min(threads, max(len(part), 1))
+        for c in part:
+            heapq.heapreplace(free, free[0] + float(c))
+        span += max(free)
+    return span
+
+
+def backward_items(
+    op: str, input: Any, rois: Any, output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0, *, sampling_ratio: int = -1, aligned: bool = False,
+    mode: str = "avg", compat: str | None = None, bins: str = "fast_rcnn",
+    layout: str = "NCHW", num_threads: int | None = None, indices: bool = False,
+) -> dict[str, Any]:
+    """The parallel work items of a CPU backward, as the kernels would cut it.
+
+    Reads only the shapes of ``input`` (it may be a broadcast view) and the
+    boxes.  The team is ``num_threads`` as given (default: OpenMP's default), as
+    on a machine with that many processors.
+
+    Parameters
+    ----------
+    op : {"pool", "align", "warp"}
+        The operator whose backward is planned.
+    input, rois, output_size, spatial_scale, sampling_ratio, aligned, mode, compat, bins, layout
+        As in the operator's ``*_backward`` function.
+    num_threads : int, optional
+        Team size to plan for.
+    indices : bool, optional
+        RoI Pool from stored winners (``roi_pool_backward(..., indices=...)``).
+
+    Returns
+    -------
+    dict
+        ``path`` ("reference", "nhwc-in-place", "packed" or "indices"), ``isa``,
+        ``threads``, ``team`` (threads, or fewer where the memory bound on the
+        per-thread tiles caps it), ``bands`` (row bands per image and channel block),
+        ``rounds`` (RoI segments run one after another), ``channels`` (per item),
+        ``items`` (all rounds), ``largest_share`` (the costliest item's share of
+        the total cost, in the kernels' cost model), ``bound`` =
+        min(team, items, 1 / largest_share) and ``list_bound`` (total cost
+        over the makespan of the items taken in order by the first free thread,
+        round after round), ``work_vs_one_thread`` (this plan's total cost over
+        the one-thread plan's: what the bands and narrower blocks add) and
+        ``speedup_bound`` (the one-thread plan's total over this plan's makespan:
+        the speedup the cost model allows over one thread).
+    """
+    from .. import _api
+
+    if op == "pool":
+        plan, _, r = _api._pool_plan(input, rois, output_size, spatial_scale, bins, layout,
+                                     num_threads)
+    elif op == "align":
+        plan, _, r = _api._align_plan(input, rois, output_size, spatial_scale,
+                                      sampling_ratio, aligned, mode, layout, num_threads)
+    elif op == "warp":
+        plan, _, r = _api._warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
+                                     mode, compat, layout, num_threads)
+    else:
+        raise ValueError(f"`op` must be 'pool', 'align' or 'warp'; got {op!r}")
+    if indices and op != "pool":
+        raise ValueError("`indices=True` is RoI Pool's backward from stored winners: "
+                         "pass op='pool'")
+    s = plan.shapes
+    # the team as given (validated as num_threads is, but not clamped to this
+    # machine's ceiling: the report plans for a machine with that many processors)
+    nt = V.check_num_threads(None if num_threads is None else 1, _cpu.max_threads())
+    if num_threads is not None:
+        nt = int(num_threads)
+    T = np.dtype(V.compute_dtype(input.dtype))
+    batch = V.batch_indices(r)
+    rc = np.require(r, dtype=T, requirements=("C", "A"))
+    order = np.argsort(batch, kind="stable").astype(np.int64)
+    starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
+    xv = np.broadcast_to(np.zeros((), T), tuple(input.shape))
+    gv = np.broadcast_to(np.zeros((), T), s.out_shape)
+    if indices:
+        # pool_bwd_indices: one item per (image, channel), each scattering every bin
+        # of its image's RoIs
+        per_image = np.bincount(batch, minlength=s.N).astype(np.float64) * s.PH * s.PW
+        costs = np.repeat(per_image, s.C)
+        path, isa, bands, nrounds, ch, team = "indices", "scalar", 1, 1, 1, nt
+        rounds = [costs]
+        total_one = float(costs.sum())
+    else:
+        if op == "pool":
+            path, isa, bands, nrounds, ch, team, costs, rnd = _cpu.pool_bwd_items(
+                gv, xv, rc, batch, order, starts, plan.bins, plan.spatial_scale,
+                plan.channels_last, nt)
+        else:
+            path, isa, bands, nrounds, ch, team, costs, rnd = _cpu.sampled_bwd_items(
+                gv, xv, rc, batch, order, starts, plan.kind, plan.aligned, plan.max_mode,
+                plan.sampling_ratio, plan.spatial_scale, plan.channels_last, nt)
+        rounds = [costs[rnd == t] for t in range(nrounds)]
+        one = (_cpu.pool_bwd_items(gv, xv, rc, batch, order, starts, plan.bins,
+                                   plan.spatial_scale, plan.channels_last, 1)
+               if op == "pool" else
+               _cpu.sampled_bwd_items(gv, xv, rc, batch, order, starts, plan.kind,
+                                      plan.aligned, plan.max_mode, plan.sampling_ratio,
+                                      plan.spatial_scale, plan.channels_last, 1))
+        total_one = float(one[6].sum())
+    total = float(costs.sum())
+    top = float(costs.max()) if len(costs) else 0.0
+    share = top / total if total > 0 else 1.0
+    team = min(nt, team)
+    span = _list_schedule(rounds, team)
+    return {
+        "op": op, "path": path, "isa": isa, "threads": nt, "team": team, "bands": bands,
+        "rounds": nrounds, "channels": ch, "items": len(costs), "largest_share": share,
+        "bound": min(float(team), float(len(costs)),
+                     1.0 / share if share > 0 else float(team)),
+        "list_bound": total / span if span > 0 else 1.0,
+        "work_vs_one_thread": total / total_one if total_one > 0 else 1.0,
+        "speedup_bound": total_one / span if span > 0 else 1.0,
+    }

@@ -4,7 +4,9 @@
 #ifndef ROICORE_CPU_GEOMETRY_H_
 #define ROICORE_CPU_GEOMETRY_H_
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cfloat>
 #include <cstdlib>
 #include <cstring>

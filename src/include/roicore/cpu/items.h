@@ -175,23 +175,41 @@ RC_AI void v_fwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
 
 
 /* --- backward -------------------------------------------------------- */
+/* grad_out of RoI k, channels c0 .. c0+nc, bins i0 .. i1 -> tile [PH*PW][L]
+ * at those bins (zero padded) */
+template <typename T, int L, int ISA>
+RC_AI void v_load_grad_bins(const Geom& g, const T* go, rc_index k,
+                            rc_index c0, int nc, rc_index i0, rc_index i1,
+                            T* tile) {
+  const rc_index nbins = g.PH * g.PW;
+  if (nc < L)
+    for (rc_index i = i0 * L; i < i1 * L; ++i) tile[i] = (T)0;
+  if (g.channels_last) {
+    const T* o = go + k * nbins * g.C + c0;
+    for (rc_index i = i0; i < i1; ++i)
+      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
+  } else {
+    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins + i0, nbins, tile + i0 * L,
+                         L, nc, i1 - i0);
+  }
+}
+
 /* grad_out of RoI k, channels c0 .. c0+nc -> tile [PH*PW][L] (zero padded) */
 template <typename T, int L, int ISA>
 RC_AI void v_load_grad(const Geom& g, const T* go, rc_index k, rc_index c0,
                        int nc, T* tile) {
-  const rc_index nbins = g.PH * g.PW;
-  if (nc < L)
-    for (rc_index i = 0; i < nbins * L; ++i) tile[i] = (T)0;
-  if (g.channels_last) {
-    const T* o = go + k * nbins * g.C + c0;
-    for (rc_index i = 0; i < nbins; ++i)
-      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
-  } else {
-    rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins, nbins, tile, L, nc,
-                         nbins);
-  }
+  v_load_grad_bins<T, L, ISA>(g, go, k, c0, nc, 0, g.PH * g.PW, tile);
 }
 
+/* The bins of the bin rows marked in bon (PH): [*i0, *i1). */
+inline void v_bon_bins(const unsigned char* bon, rc_index PH, rc_index PW,
+                       rc_index* i0, rc_index* i1) {
+  rc_index a = 0, b = PH;
+  while (a < PH && !bon[a]) ++a;
+  while (b > a && !bon[b - 1]) --b;
+  *i0 = a * PW;
+  *i1 = b * PW;
+}
 
 /* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * ld + l]
  * (zero padded past C). */
@@ -217,31 +235,124 @@ RC_AI void v_pack_nhwc(const T* in, const Geom& g, rc_index n, rc_index c0,
                           g.C, i1 - i0, nc);
 }
 
+/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[(i - i0) * L
+ * + l] (zero padded past C); NHWC too. */
 template <typename T, int L, int ISA>
-RC_AI void v_unpack_block(const T* tile, const Geom& g, rc_index n,
-                          rc_index c0, T* out) {
+RC_AI void v_pack_pixels(const T* in, const Geom& g, rc_index n, rc_index c0,
+                         rc_index i0, rc_index i1, T* dst) {
   const rc_index HW = g.H * g.W;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
-  const rc_index chunk = 128;
-  for (rc_index i0 = 0; i0 < HW; i0 += chunk) {
-    const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
-    rc_transpose<T, ISA>(tile + i0 * L, L, out + (n * g.C + c0) * HW + i0, HW,
-                         i1 - i0, nc);
+  if (g.channels_last) {
+    v_copy_rows<T, L, true>(dst, L, in + (n * HW + i0) * g.C + c0, g.C,
+                            i1 - i0, nc);
+    return;
+  }
+  for (rc_index a = i0; a < i1; a += 128) {
+    const rc_index b = a + 128 < i1 ? a + 128 : i1;
+    rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + a, HW, dst + (a - i0) * L,
+                         L, nc, b - a);
+    if (nc < L)
+      for (rc_index i = a; i < b; ++i)
+        for (int l = nc; l < L; ++l) dst[(i - i0) * L + l] = (T)0;
   }
 }
 
-/* Backward items are (image, channel block); each walks its image's RoIs in
- * their original order. */
+/* src[(i - i0) * L + l] -> channels c0 .. c0+nc of image n, pixels i0 .. i1
+ * (NCHW or NHWC). */
+template <typename T, int L, int ISA>
+RC_AI void v_unpack_pixels(const T* src, const Geom& g, rc_index n,
+                           rc_index c0, rc_index i0, rc_index i1, T* out) {
+  const rc_index HW = g.H * g.W;
+  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
+  if (g.channels_last) {
+    v_copy_rows<T, L, false>(out + (n * HW + i0) * g.C + c0, g.C, src, L,
+                             i1 - i0, nc);
+    return;
+  }
+  for (rc_index a = i0; a < i1; a += 128) {
+    const rc_index b = a + 128 < i1 ? a + 128 : i1;
+    rc_transpose<T, ISA>(src + (a - i0) * L, L, out + (n * g.C + c0) * HW + a,
+                         HW, b - a, nc);
+  }
+}
+
+/* Row band of backward item `it` (j.nband bands of j.brows rows; the last
+ * ones may be short or empty). */
+template <typename T>
+RC_AI void v_bwd_band(const VJob<T>& j, rc_index it, rc_index* n, rc_index* b,
+                      rc_index* y0, rc_index* y1) {
+  const rc_index per = j.nb * j.nband;
+  *n = j.seg->imgs[it / per];
+  const rc_index rem = it % per;
+  *b = rem / j.nband;
+  const rc_index band = rem % j.nband;
+  *y0 = band * j.brows;
+  if (*y0 > j.g.H) *y0 = j.g.H;
+  *y1 = *y0 + j.brows < j.g.H ? *y0 + j.brows : j.g.H;
+}
+
+/* Sampled backward in a band [y0, y0 + R): the y table's offsets (rows times
+ * sy) remapped into the band, rows outside it to the sink row R; yok[iy]:
+ * whether sample row iy is in range with a corner in the band; bon[ph]:
+ * whether a sample of bin row ph has one.  Returns whether
+ * any does. */
+template <typename T>
+RC_AI bool v_band_rows_sampled(const SampleTab<T>& ty, rc_index PH,
+                               rc_index sy, rc_index y0, rc_index R,
+                               rc_index* sylo, rc_index* syhi,
+                               unsigned char* yok, unsigned char* bon) {
+  const rc_index gh = ty.grid;
+  bool any = false;
+  for (rc_index ph = 0; ph < PH; ++ph) {
+    bool on = false;
+    for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
+      const rc_index lo = ty.lo[iy] / sy - y0, hi = ty.hi[iy] / sy - y0;
+      const bool lin = lo >= 0 && lo < R, hin = hi >= 0 && hi < R;
+      sylo[iy] = (lin ? lo : R) * sy;
+      syhi[iy] = (hin ? hi : R) * sy;
+      yok[iy] = ty.ok[iy] && (lin || hin) ? 1 : 0;
+      on = on || yok[iy];
+    }
+    bon[ph] = on ? 1 : 0;
+    any = any || on;
+  }
+  return any;
+}
+
+/* RoI Pool in a band [y0, y1): bon[ph] whether bin row ph meets it. */
+inline bool v_band_rows_pool(const rc_index* hlo, const rc_index* hhi,
+                             rc_index PH, rc_index y0, rc_index y1,
+                             unsigned char* bon) {
+  bool any = false;
+  for (rc_index ph = 0; ph < PH; ++ph) {
+    const bool on = hhi[ph] > hlo[ph] && hlo[ph] < y1 && hhi[ph] > y0;
+    bon[ph] = on ? 1 : 0;
+    any = any || on;
+  }
+  return any;
+}
+
+/* Backward items are (image, channel block, row band); each walks its
+ * image's RoIs in their original order and adds only what lands in its
+ * rows, so every pixel receives the additions of the unbanded item in the
+ * same order.  One band (j.nband == 1) is the whole map: NHWC in place, or
+ * per-thread packed tiles [H*W][L]; with more, the gradient tile is
+ * [band rows + 1][W][L] (the last row a sink for scatters outside the band)
+ * and the max / pool modes read the input packed once (j.pin). */
 template <typename T, int L, bool POOL, int ISA>
 RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   const Geom& g = j.g;
-  const rc_index n = j.seg->imgs[it / j.nb], b = it % j.nb;
+  rc_index n, b, y0, y1;
+  v_bwd_band(j, it, &n, &b, &y0, &y1);
+  if (y1 <= y0) return; /* a band past the map (forced band counts) */
   rc_index r0, r1;
   rc_segment(*j.seg, j.batch_start, n, j.round, &r0, &r1);
   const rc_index c0 = b * L;
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   const rc_index HW = g.H * g.W;
+  const rc_index R = y1 - y0, P0 = y0 * g.W, P1 = y1 * g.W;
   const bool packed = j.packed != 0;
+  const bool banded = j.nband > 1;
   const bool need_in = POOL || j.sp.max_mode;
   T* gp;
   const T* ip;
@@ -249,23 +360,19 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
   if (packed) {
     gp = s.gtile;
     if (j.round == 0) {
-      for (rc_index i = 0; i < HW * L; ++i) gp[i] = (T)0;
-    } else if (g.channels_last) { /* continue the sums of the last round */
-      v_pack_nhwc<T, L>(j.out, g, n, c0, 0, HW, gp);
+      for (rc_index i = 0; i < (P1 - P0) * L; ++i) gp[i] = (T)0;
+    } else { /* continue the sums of the last round */
+      v_pack_pixels<T, L, ISA>(j.out, g, n, c0, P0, P1, gp);
+    }
+    if (banded) /* the sink row: never read, zero so no denormals linger */
+      for (rc_index i = (P1 - P0) * L; i < (P1 - P0 + g.W) * L; ++i)
+        gp[i] = (T)0;
+    if (banded) {
+      ip = need_in ? j.pin + (n * j.nb + b) * HW * L : nullptr;
     } else {
-      for (rc_index i0 = 0; i0 < HW; i0 += 128)
-        v_pack_block<T, ISA>(j.out, g, L, n, c0, i0,
-                             i0 + 128 < HW ? i0 + 128 : HW, gp, L);
+      if (need_in) v_pack_pixels<T, L, ISA>(j.in, g, n, c0, 0, HW, s.itile);
+      ip = s.itile;
     }
-    if (need_in && g.channels_last) {
-      v_pack_nhwc<T, L>(j.in, g, n, c0, 0, HW, s.itile);
-    } else if (need_in) {
-      const rc_index chunk = 128;
-      for (rc_index i0 = 0; i0 < HW; i0 += chunk)
-        v_pack_block<T, ISA>(j.in, g, L, n, c0, i0,
-                             i0 + chunk < HW ? i0 + chunk : HW, s.itile, L);
-    }
-    ip = s.itile;
     sy = g.W * L;
     sx = L;
   } else {
@@ -275,40 +382,58 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     sx = g.C;
   }
   const bool full = packed || nc == L;
+  const rc_index blo = banded ? y0 * sy : 0;
+  const rc_index bhi =
+      banded ? y1 * sy : std::numeric_limits<rc_index>::max();
+  const unsigned char* bon = banded ? s.bon : nullptr;
   for (rc_index r = r0; r < r1; ++r) {
     const rc_index k = j.order[r];
     const T* roi = j.rois + 5 * k;
     if (rc_batch(g, k) != n) continue;
-    v_load_grad<T, L, ISA>(g, j.grad_out, k, c0, nc, s.tile);
+    if (banded && (j.roi_rows[2 * k] >= y1 || j.roi_rows[2 * k + 1] < y0))
+      continue; /* misses the band */
     if (POOL) {
       rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
                *whi = s.ptab + 2 * g.PH + g.PW;
       pool_tabs<T>(j.bins, roi, j.scale, g, hlo, hhi, wlo, whi);
-      if (full)
-        v_pool_bwd<T, L, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi, g.PH,
-                               g.PW, s.tile);
+      if (banded && !v_band_rows_pool(hlo, hhi, g.PH, y0, y1, s.bon)) continue;
+      rc_index i0 = 0, i1 = g.PH * g.PW;
+      if (banded) v_bon_bins(s.bon, g.PH, g.PW, &i0, &i1);
+      v_load_grad_bins<T, L, ISA>(g, j.grad_out, k, c0, nc, i0, i1, s.tile);
+      if (banded) /* packed, so every lane is computed */
+        v_pool_bwd<T, L, true, true>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi,
+                                     g.PH, g.PW, s.tile, bon, blo, bhi);
+      else if (full)
+        v_pool_bwd<T, L, true, false>(gp, ip, L, sy, sx, hlo, hhi, wlo, whi,
+                                      g.PH, g.PW, s.tile, bon, blo, bhi);
       else
-        v_pool_bwd<T, L, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi, g.PH,
-                                g.PW, s.tile);
+        v_pool_bwd<T, L, false, false>(gp, ip, nc, sy, sx, hlo, hhi, wlo, whi,
+                                       g.PH, g.PW, s.tile, bon, blo, bhi);
     } else {
       T ys, bh, xs, bw;
       rc_index gh, gw;
       sampled_geometry<T>(j.sp, roi, j.scale, g, &ys, &bh, &gh, &xs, &bw, &gw);
       sample_tab_fill<T>(&s.ty, j.sp.kind, ys, bh, gh, g.PH, g.H, sy);
+      if (banded && !v_band_rows_sampled<T>(s.ty, g.PH, sy, y0, R, s.sylo,
+                                            s.syhi, s.yok, s.bon))
+        continue;
       sample_tab_fill<T>(&s.tx, j.sp.kind, xs, bw, gw, g.PW, g.W, sx);
+      rc_index i0 = 0, i1 = g.PH * g.PW;
+      if (banded) v_bon_bins(s.bon, g.PH, g.PW, &i0, &i1);
+      v_load_grad_bins<T, L, ISA>(g, j.grad_out, k, c0, nc, i0, i1, s.tile);
+      const rc_index* sylo = banded ? s.sylo : s.ty.lo;
+      const rc_index* syhi = banded ? s.syhi : s.ty.hi;
+      const unsigned char* yok = banded ? s.yok : s.ty.ok;
       if (full)
         v_sampled_bwd<T, L, true>(gp, ip, L, s.ty, s.tx, g.PH, g.PW,
-                                  j.sp.max_mode, s.tile);
+                                  j.sp.max_mode, s.tile, sylo, syhi, yok, bon);
       else
         v_sampled_bwd<T, L, false>(gp, ip, nc, s.ty, s.tx, g.PH, g.PW,
-                                   j.sp.max_mode, s.tile);
+                                   j.sp.max_mode, s.tile, sylo, syhi, yok,
+                                   bon);
     }
   }
-  if (packed && g.channels_last) {
-    v_copy_rows<T, L, false>(j.out + n * HW * g.C + c0, g.C, gp, L, HW, nc);
-  } else if (packed) {
-    v_unpack_block<T, L, ISA>(gp, g, n, c0, j.out);
-  }
+  if (packed) v_unpack_pixels<T, L, ISA>(gp, g, n, c0, P0, P1, j.out);
 }
 }  // namespace roicore
 

@@ -61,6 +61,13 @@ struct VJob {
                                 when shared by its blocks, else null */
   const RcSegs* seg;         /* backward: RoI segments ... */
   rc_index round;            /* ... and the round being run */
+  rc_index nband, brows;     /* backward: row bands of brows rows (band b:
+                                rows b*brows .. min(H, (b+1)*brows)) */
+  int team;                  /* backward: most threads (band tiles' memory) */
+  const rc_index* roi_rows;  /* backward with bands: rows [first, last] each
+                                RoI can scatter to (2 per RoI) */
+  const T* pin;              /* backward with bands, max / pool: the input
+                                packed once, [N][nb][H][W][L] */
 };
 
 /* Per-thread scratch. */
@@ -73,6 +80,9 @@ struct VScratch {
   T* rstage;                 /* [PH*PW][C]: whole-RoI NHWC staging */
   T* gtile;                  /* [H*W][L]: NCHW backward accumulator */
   T* itile;                  /* [H*W][L]: NCHW backward packed input */
+  rc_index *sylo, *syhi;     /* backward: scatter row offsets (ny each) */
+  unsigned char* bon;        /* backward: bin rows reaching the band (PH) */
+  unsigned char* yok;        /* backward: sample rows reaching it (ny) */
 };
 }  // namespace roicore
 

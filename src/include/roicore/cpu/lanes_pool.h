@@ -56,13 +56,21 @@ RC_AI void v_pool_fwd(const T* src, int nc, rc_index sy, rc_index sx,
 }
 
 
-template <typename T, int L, bool FULL>
+/* Backward of one RoI: the winners are found in ip (the whole bin).  BAND:
+ * only those at offsets [blo, bhi) land, at gp[offset - blo] (a row band of
+ * the gradient), the others in the sink row at gp[bhi - blo] (branch free:
+ * whether a lane's winner is in the band is data, not predictable); bon
+ * marks the bin rows that reach the band.  Else the whole map (blo, bhi and
+ * bon unused). */
+template <typename T, int L, bool FULL, bool BAND>
 RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
                       const rc_index* hlo, const rc_index* hhi,
                       const rc_index* wlo, const rc_index* whi, rc_index PH,
-                      rc_index PW, const T* gtile) {
+                      rc_index PW, const T* gtile, const unsigned char* bon,
+                      rc_index blo, rc_index bhi) {
   const int n = FULL ? L : nc;
-  for (rc_index ph = 0; ph < PH; ++ph)
+  for (rc_index ph = 0; ph < PH; ++ph) {
+    if (BAND && !bon[ph]) continue;
     for (rc_index pw = 0; pw < PW; ++pw) {
       if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) continue;
       const T* gv = gtile + (ph * PW + pw) * L;
@@ -95,9 +103,19 @@ RC_AI void v_pool_bwd(T* gp, const T* ip, int nc, rc_index sy, rc_index sx,
             arg[l] = cand < arg[l] ? cand : arg[l];
           }
         }
-      for (int l = 0; l < n; ++l)
-        if (best[l] > lowest) gp[arg[l] + l] += gv[l];
+      if (BAND) {
+        const rc_index span = bhi - blo;
+        for (int l = 0; l < n; ++l) {
+          const rc_index d = arg[l] - blo;
+          const bool in = best[l] > lowest && d >= 0 && d < span;
+          gp[(in ? d : span) + l] += gv[l];
+        }
+      } else {
+        for (int l = 0; l < n; ++l)
+          if (best[l] > lowest) gp[arg[l] + l] += gv[l];
+      }
     }
+  }
 }
 }  // namespace roicore
 

@@ -167,26 +167,34 @@ RC_AI void v_sampled_fwd(const T* src, int nc, const SampleTab<T>& ty,
 
 
 /* Scatter the gradient of one RoI into the lane view gp (and read the input
- * view ip for the max mode). */
+ * view ip for the max mode).  The scatter's row offsets are sylo / syhi
+ * (ty.lo / ty.hi, or for a row band of the gradient those remapped into the
+ * band, rows outside it pointing at a sink row); the max mode reads ip
+ * through ty.lo / ty.hi.  The average skips the sample rows with yok[iy]
+ * zero (ty.ok, or for a band also those with no corner in it).  bon (null:
+ * all) marks the bin rows that can reach the band; the others are skipped. */
 template <typename T, int L, bool FULL>
 RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
                          const SampleTab<T>& tx, rc_index PH, rc_index PW,
-                         bool max_mode, const T* gtile) {
+                         bool max_mode, const T* gtile, const rc_index* sylo,
+                         const rc_index* syhi, const unsigned char* yok,
+                         const unsigned char* bon) {
   const int n = FULL ? L : nc;
   const rc_index gh = ty.grid, gw = tx.grid;
   const rc_index cnt = gh * gw;
   const T div = rc_avg_divisor<T>(gh, gw);
   T inv = (T)1;
   const bool pow2 = rc_pow2_recip<T>(cnt > 1 ? cnt : 1, &inv);
-  for (rc_index ph = 0; ph < PH; ++ph)
+  for (rc_index ph = 0; ph < PH; ++ph) {
+    if (bon && !bon[ph]) continue;
     for (rc_index pw = 0; pw < PW; ++pw) {
       const T* gv = gtile + (ph * PW + pw) * L;
       if (!max_mode) {
         for (rc_index iy = ph * gh; iy < (ph + 1) * gh; ++iy) {
-          if (!ty.ok[iy]) continue;
+          if (!yok[iy]) continue;
           const T hy = ty.wh[iy], ly = ty.wl[iy];
-          T* r0 = gp + ty.lo[iy];
-          T* r1 = gp + ty.hi[iy];
+          T* r0 = gp + sylo[iy];
+          T* r1 = gp + syhi[iy];
           for (rc_index ix = pw * gw; ix < (pw + 1) * gw; ++ix) {
             if (!tx.ok[ix]) continue;
             const T hx = tx.wh[ix], lx = tx.wl[ix];
@@ -267,12 +275,13 @@ RC_AI void v_sampled_bwd(T* gp, const T* ip, int nc, const SampleTab<T>& ty,
         rc_bilinear_weights(hy, ly, hx, lx, &w1, &w2, &w3, &w4);
         const T gval = gv[l];
         T* q = gp + l;
-        q[ty.lo[wy] + tx.lo[wx]] += gval * w1 / (T)1;
-        q[ty.lo[wy] + tx.hi[wx]] += gval * w2 / (T)1;
-        q[ty.hi[wy] + tx.lo[wx]] += gval * w3 / (T)1;
-        q[ty.hi[wy] + tx.hi[wx]] += gval * w4 / (T)1;
+        q[sylo[wy] + tx.lo[wx]] += gval * w1 / (T)1;
+        q[sylo[wy] + tx.hi[wx]] += gval * w2 / (T)1;
+        q[syhi[wy] + tx.lo[wx]] += gval * w3 / (T)1;
+        q[syhi[wy] + tx.hi[wx]] += gval * w4 / (T)1;
       }
     }
+  }
 }
 }  // namespace roicore
 
