@@ -124,22 +124,33 @@ def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
     """Run the forward (an ``out`` that overlaps an operand gets a copy of the
     result: :func:`roicore._backends.shared.call_forward`)."""
     if V.check_bool(return_indices, "return_indices"):
-        _indices_on_cpu(backend, "return_indices=True")
+        _indices_supported(plan, backend, "return_indices=True")
         return shared.call_forward(backend, plan, input, rois_given, rois, out, True)
     return shared.call_forward(backend, plan, input, rois_given, rois, out)
 
 
-def _indices_on_cpu(backend: Any, what: str) -> None:
-    if backend.NAME != "NumPy":
+def _indices_supported(plan: Plan, backend: Any, what: str) -> None:
+    """Stored winners: RoI Pool on both backends."""
+    if plan.op != "pool" and backend.NAME != "NumPy":
         raise NotImplementedError(
             f"{what} is implemented on the CPU backend only (NumPy input); the GPU "
             f"backend recomputes the winners: call without it"
         )
 
 
-def _check_indices(indices: Any, shapes: V.Shapes) -> np.ndarray:
+def _check_indices(indices: Any, shapes: V.Shapes, backend: Any) -> Any:
     """``indices`` from ``roi_pool(..., return_indices=True)``: an integer array of
     the output's shape with values -1 (no winner) or in [0, H*W)."""
+    if backend.NAME != "NumPy":
+        if not isinstance(indices, backend.xp.ndarray):
+            raise TypeError(f"`indices` must be a {backend.xp.__name__}.ndarray on the "
+                            f"input's device; got {type(indices)}")
+        if tuple(indices.shape) != shapes.out_shape:
+            raise ValueError(f"`indices` must have the forward output's shape "
+                             f"{shapes.out_shape}; got {tuple(indices.shape)}")
+        if np.dtype(indices.dtype).kind not in "iu":
+            raise TypeError(f"`indices` must be an integer array; got {indices.dtype}")
+        return indices  # range checked on the device (roicore._backends.cuda)
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"`indices` must be a numpy.ndarray (from roi_pool(..., "
                         f"return_indices=True)); got {type(indices)}")
@@ -162,8 +173,8 @@ def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
     _check_grad_output(grad_output, plan.shapes)
     deterministic = V.check_bool(deterministic, "deterministic")
     if indices is not None:
-        _indices_on_cpu(backend, "indices=")
-        idx = _check_indices(indices, plan.shapes)
+        _indices_supported(plan, backend, "indices=")
+        idx = _check_indices(indices, plan.shapes, backend)
         return backend.backward(plan, grad_output, input, rois, deterministic, idx)
     return backend.backward(plan, grad_output, input, rois, deterministic)
 
@@ -245,7 +256,7 @@ def roi_pool(
         memory with ``input`` or ``rois``: the result is then computed into a
         temporary and copied into ``out`` (NumPy ufunc semantics).
     return_indices : bool, optional
-        Also return each output element's winner (CPU backend only), for
+        Also return each output element's winner (CPU and GPU backends), for
         :func:`roi_pool_backward`'s ``indices=``: the backward then scatters
         through them instead of recomputing the maxima.
 
@@ -377,7 +388,7 @@ def roi_pool_backward(
         atomic-free kernel.
     indices : ndarray, optional
         The winners from ``roi_pool(..., return_indices=True)`` on the same
-        arguments (CPU backend only): the gradient is scattered through them
+        arguments (CPU or GPU): the gradient is scattered through them
         instead of recomputing the forward's maxima from ``input`` (same
         result, bit for bit; ``input`` then only gives the shape).
 

@@ -103,8 +103,17 @@ def roi_pool(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, *, bins: str = "fast_rcnn", layout: str = "NCHW",
     num_threads: int | None = None, deterministic: bool = False,
-) -> Tensor:
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """RoI max pooling with autograd; ``torchvision.ops.roi_pool``'s arguments.
+
+    When a gradient is needed (grad mode on and ``input.requires_grad``) the
+    forward stores each output element's winner and the backward scatters
+    through them (``torch.ops.roicore.roi_pool_with_indices``), like
+    torchvision's argmax; the input itself is not kept for the backward.
+    Otherwise, and while ``torch.export`` traces, the plain op
+    ``torch.ops.roicore.roi_pool`` runs (the one the ONNX exporter maps to
+    ``MaxRoiPool``).  Gradients are the same either way, bit for bit.
 
     Parameters
     ----------
@@ -120,15 +129,29 @@ def roi_pool(
         As in :func:`roicore.roi_pool`.
     deterministic : bool
         Bit-identical gradients on CUDA (the CPU is always deterministic).
+    return_indices : bool
+        Also return the winners (not in torchvision's signature; default False).
 
     Returns
     -------
     Tensor[K, C, PH, PW]
+        The pooled features (or ``(K, PH, PW, C)`` for ``layout="NHWC"``).
+    indices : Tensor of int32 (int64 if H * W >= 2**31), same shape
+        Only with ``return_indices=True``: position ``y * W + x`` of each
+        element's winning pixel in its (image, channel) plane, -1 for an empty
+        bin (as :func:`roicore.roi_pool`).
     """
     V.check_bins(bins)
+    return_indices = V.check_bool(return_indices, "return_indices")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads,
-                         V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    grad = (torch.is_grad_enabled() and input.requires_grad
+            and not torch.compiler.is_exporting())
+    if return_indices or grad:
+        out, indices = _ops.roi_pool_with_indices(input, rois, size, scale, bins, layout,
+                                                  num_threads, det)
+        return (out, indices) if return_indices else out
+    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads, det)
 
 
 def roi_align(
