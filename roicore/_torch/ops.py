@@ -298,6 +298,8 @@ def _idx_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     input, rois, *params = inputs
     _, indices = output
     ctx.mark_non_differentiable(indices)
+    # no zero-filled gradient of the (K, C, PH, PW) winners for the backward
+    ctx.set_materialize_grads(False)
     ctx.params = params
     ctx.input_shape = list(input.shape)  # the input itself is not kept
     ctx.save_for_backward(indices, rois)
@@ -306,7 +308,7 @@ def _idx_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 def _idx_backward(ctx: Any, grad_output: Tensor, grad_indices: Any) -> tuple:
     indices, rois = ctx.saved_tensors
     grad_input = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and grad_output is not None:
         grad_input = roi_pool_backward_indices(grad_output, indices, rois, ctx.input_shape,
                                                *ctx.params)
     return (grad_input, None) + (None,) * len(ctx.params)
