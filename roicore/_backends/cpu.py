@@ -55,6 +55,13 @@ _ERRORS = {
 }
 
 
+SAMPLED_INDICES = (
+    "`indices` must hold the winners stored by the max-mode forward on this input and "
+    "these rois (roi_align / roi_warp(..., mode='max', return_indices=True)): a sample "
+    "iy * gw + ix of its bin's sampling grid that lies inside the map, or -1 / -2 (no "
+    "gradient)")
+
+
 def check_rois(rois: Any, N: int) -> None:
     V.check_rois_values(np.asarray(rois, dtype=np.float64), N)
 
@@ -124,7 +131,11 @@ def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan)
-    if indices is not None:  # RoI Pool, winners stored
+    if indices is not None and plan.op == "sampled":  # max mode, winners stored
+        err = _cpu.sampled_fwd_indices(xc, rc, batch, res, indices, plan.kind, plan.aligned,
+                                       plan.sampling_ratio, plan.spatial_scale,
+                                       plan.channels_last, nt)
+    elif indices is not None:  # RoI Pool, winners stored
         # the kernel reads an NHWC map (channels in lanes): one transposed copy
         xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
         err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,
@@ -147,7 +158,13 @@ def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
     nt = threads(plan)
-    if indices is not None:  # RoI Pool from stored winners (validated in _api)
+    if indices is not None and plan.op == "sampled":  # max mode from stored winners
+        err = _cpu.sampled_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
+                                       plan.kind, plan.aligned, plan.sampling_ratio,
+                                       plan.spatial_scale, plan.channels_last, nt)
+        if err == _cpu.ERR_INDICES:
+            raise ValueError(SAMPLED_INDICES)
+    elif indices is not None:  # RoI Pool from stored winners (validated in _api)
         err = _cpu.pool_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
                                     plan.channels_last, nt)
     elif plan.op == "pool":

@@ -42,6 +42,8 @@
  *   items.h              forward / backward work items, NCHW packing
  *   isa_entry.h          sampled_forward_avx2 ...: named per-ISA entry points
  *   driver.h             cost model, parallel loops, entry points
+ *   pool_indices.h       RoI Pool with stored winners (return_indices / indices=)
+ *   sampled_indices.h    max-mode RoI Align / Warp with stored winners
  * The per-element maths shared with the CUDA kernels is in roi_common.h.
  */
 #ifndef ROICORE_ROI_CPU_H_
@@ -49,5 +51,6 @@
 
 #include "roicore/cpu/driver.h"
 #include "roicore/cpu/pool_indices.h"
+#include "roicore/cpu/sampled_indices.h"
 
 #endif  // ROICORE_ROI_CPU_H_
