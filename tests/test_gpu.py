@@ -203,6 +203,16 @@ def test_pool_stored_winners_match_cpu(bins, dtype, layout):
         roicore.roi_pool_backward(g(grad), g(x), g(rois), (3, 2), indices=idx_g[:1], **kw)
 
 
+def test_sampled_stored_winners_are_cpu_only():
+    _, kw, x, rois, grad, _ = _case(("align", {"mode": "max", "sampling_ratio": 2}),
+                                     np.float32, "NCHW", 1.0)
+    with pytest.raises(NotImplementedError, match="CPU backend only"):
+        roicore.roi_align(g(x), g(rois), (3, 2), return_indices=True, **kw)
+    idx = np.zeros(grad.shape, np.int32)
+    with pytest.raises(NotImplementedError, match="CPU backend only"):
+        roicore.roi_align_backward(g(grad), g(x), g(rois), (3, 2), indices=g(idx), **kw)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cid)
 def test_deterministic_many_overlapping_rois(cfg):
     op, kw = cfg
