@@ -98,6 +98,18 @@ def _common(input: Any, boxes: Any, output_size: Any, spatial_scale: Any, layout
     return rois, [ph, pw], scale
 
 
+def _needs_grad(input: Tensor) -> bool:
+    """A gradient will be asked for (and this is not torch.export tracing an
+    inference graph): run the op that stores the winners for the backward."""
+    return (torch.is_grad_enabled() and input.requires_grad
+            and not torch.compiler.is_exporting())
+
+
+def _stores_winners(input: Tensor) -> bool:
+    """The max modes of RoI Align / Warp store winners on the CPU backend only."""
+    return input.device.type == "cpu" and _needs_grad(input)
+
+
 # --------------------------------------------------------------------------- functions
 def roi_pool(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
@@ -145,9 +157,7 @@ def roi_pool(
     return_indices = V.check_bool(return_indices, "return_indices")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     det = V.check_bool(deterministic, "deterministic")
-    grad = (torch.is_grad_enabled() and input.requires_grad
-            and not torch.compiler.is_exporting())
-    if return_indices or grad:
+    if return_indices or _needs_grad(input):
         out, indices = _ops.roi_pool_with_indices(input, rois, size, scale, bins, layout,
                                                   num_threads, det)
         return (out, indices) if return_indices else out
@@ -158,35 +168,61 @@ def roi_align(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False, *,
     mode: str = "avg", layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
-) -> Tensor:
+    deterministic: bool = False, return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """RoI Align with autograd; ``torchvision.ops.roi_align``'s arguments.
 
     ``mode="max"`` takes the max of the bilinear samples (mmcv); other
-    arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.
+    arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.  In
+    ``mode="max"`` on the CPU, when a gradient is needed, the forward stores
+    each element's winning sample and the backward scatters from it
+    (``torch.ops.roicore.roi_align_with_indices``; same gradient, bit for bit,
+    and the input is not kept); ``return_indices=True`` (``mode="max"``, CPU)
+    also returns them (int32, see :func:`roicore.roi_align`).
     """
     sr = V.check_sampling_ratio(sampling_ratio)
     aligned = V.check_aligned(aligned)
     V.check_mode(mode)
+    return_indices = V.check_bool(return_indices, "return_indices")
+    if return_indices and mode != "max":
+        raise ValueError("return_indices=True needs mode='max': only the max mode has "
+                         "winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads,
-                          V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    if return_indices or (mode == "max" and _stores_winners(input)):
+        out, indices = _ops.roi_align_with_indices(input, rois, size, scale, sr, aligned, mode,
+                                                   layout, num_threads, det)
+        return (out, indices) if return_indices else out
+    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads, det)
 
 
 def roi_warp(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, *, mode: str = "avg",
     compat: str | None = None, layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
-) -> Tensor:
-    """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`."""
+    deterministic: bool = False, return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`.
+
+    ``mode="max"`` (no ``compat``) stores the winners for the backward and
+    ``return_indices=True`` returns them, as in :func:`roi_align`.
+    """
     sr = V.check_sampling_ratio(sampling_ratio)
     V.check_mode(mode)
     V.check_compat(compat)
     V.check_compat_sampling(compat, sr)
+    return_indices = V.check_bool(return_indices, "return_indices")
+    max_mode = mode == "max" and compat is None
+    if return_indices and not max_mode:
+        raise ValueError("return_indices=True needs mode='max' and no compat='mnc': only "
+                         "the max mode has winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
-                         V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    if return_indices or (max_mode and _stores_winners(input)):
+        out, indices = _ops.roi_warp_with_indices(input, rois, size, scale, sr, mode, compat,
+                                                  layout, num_threads, det)
+        return (out, indices) if return_indices else out
+    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads, det)
 
 
 # --------------------------------------------------------------------------- modules

@@ -97,6 +97,82 @@ def test_opcheck_roi_pool_with_indices(args, device):
                        ops.roi_pool_backward(g, x.detach(), r, *args))
 
 
+SAMPLED_IDX_CASES = [
+    (ops.roi_align_with_indices.default, ops.roi_align_backward_indices.default,
+     ops.roi_align.default, ops.roi_align_backward.default,
+     ([3, 2], 1.0, 2, False, "max", "NCHW", None, False)),
+    (ops.roi_align_with_indices.default, ops.roi_align_backward_indices.default,
+     ops.roi_align.default, ops.roi_align_backward.default,
+     ([2, 3], 0.5, 0, True, "max", "NHWC", 1, False)),
+    (ops.roi_warp_with_indices.default, ops.roi_warp_backward_indices.default,
+     ops.roi_warp.default, ops.roi_warp_backward.default,
+     ([3, 2], 0.5, -1, "max", None, "NCHW", 2, False)),
+]
+
+
+@pytest.mark.parametrize("case", SAMPLED_IDX_CASES, ids=lambda c: str(c[0]) + str(c[4])[:30])
+def test_opcheck_sampled_max_with_indices(case):
+    fwd_idx, bwd_idx, fwd, bwd, args = case
+    nhwc = "NHWC" in args
+    x = _x((2, 10, 11, 3) if nhwc else (2, 3, 10, 11)).requires_grad_(True)
+    torch.library.opcheck(fwd_idx, (x, ROIS, *args))
+    y, idx = fwd_idx(x.detach(), ROIS, *args)
+    assert idx.dtype == torch.int32 and idx.shape == y.shape
+    g = torch.rand_like(y)
+    torch.library.opcheck(bwd_idx, (g, idx, ROIS, list(x.shape), *args))
+    assert torch.equal(y, fwd(x.detach(), ROIS, *args))
+    assert torch.equal(bwd_idx(g, idx, ROIS, list(x.shape), *args),
+                       bwd(g, x.detach(), ROIS, *args))
+    # the public function runs it when a gradient is needed: same gradient as the
+    # recomputing op, and finite differences agree
+    fn = rt.roi_align if "align" in str(fwd_idx) else rt.roi_warp
+    kw = dict(sampling_ratio=args[2], layout=args[-3], num_threads=args[-2], mode="max")
+    if fn is rt.roi_align:
+        kw["aligned"] = args[3]
+    out = fn(x, ROIS, tuple(args[0]), args[1], **kw)
+    assert "with_indices" in type(out.grad_fn).__name__
+    (got,) = torch.autograd.grad(out, x, g)
+    assert torch.equal(got, bwd(g, x.detach(), ROIS, *args))
+    assert torch.autograd.gradcheck(lambda t: fn(t, ROIS, tuple(args[0]), args[1], **kw), (x,))
+    o2, i2 = fn(x.detach(), ROIS, tuple(args[0]), args[1], return_indices=True, **kw)
+    assert torch.equal(o2, y) and torch.equal(i2, idx)
+
+
+def test_sampled_return_indices_needs_max_mode():
+    x = _x()
+    with pytest.raises(ValueError, match="return_indices=True needs mode='max'"):
+        rt.roi_align(x, ROIS, 2, return_indices=True)
+    with pytest.raises(ValueError, match="return_indices=True needs mode='max' and no compat"):
+        rt.roi_warp(x, ROIS, 2, 1.0, 1, mode="max", compat="mnc", return_indices=True)
+    # avg mode (no winners) keeps the plain op, as does compat="mnc"
+    xg = x.clone().requires_grad_(True)
+    assert "with_indices" not in type(rt.roi_align(xg, ROIS, 2).grad_fn).__name__
+    y = rt.roi_warp(xg, ROIS, 2, 1.0, 1, mode="max", compat="mnc")
+    assert "with_indices" not in type(y.grad_fn).__name__
+
+
+def test_sampled_max_bf16_and_autocast_through_stored_winners():
+    x = _x((2, 3, 10, 11), dtype=torch.float32)
+    g = torch.rand(3, 3, 2, 2)
+    xb = x.bfloat16().requires_grad_(True)
+    y = rt.roi_align(xb, ROIS, 2, sampling_ratio=2, mode="max")
+    (gb,) = torch.autograd.grad(y, xb, g.bfloat16())
+    xr = x.bfloat16().float().requires_grad_(True)
+    yr = ops.roi_align(xr, ROIS, [2, 2], 1.0, 2, False, "max", "NCHW", None, False)
+    (gr,) = torch.autograd.grad(yr, xr, g.bfloat16().float())
+    assert y.dtype == gb.dtype == torch.bfloat16
+    assert torch.equal(y, yr.bfloat16()) and torch.equal(gb, gr.bfloat16())
+    xa = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya = rt.roi_warp(xa, ROIS, 2, mode="max")
+    assert "with_indices" in type(ya.grad_fn).__name__ and ya.dtype == torch.float32
+    (ga,) = torch.autograd.grad(ya, xa, g)
+    yw = ops.roi_warp(x, ROIS, [2, 2], 1.0, -1, "max", None, "NCHW", None, False)
+    assert torch.equal(ya, yw)
+    assert torch.equal(ga, ops.roi_warp_backward(g, x, ROIS, [2, 2], 1.0, -1, "max", None,
+                                                 "NCHW", None, False))
+
+
 def test_roi_pool_with_indices_fake_gives_dtype_and_shape():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -230,8 +306,9 @@ def test_ops_are_registered_in_roicore_namespace():
     for name in ("roi_pool", "roi_align", "roi_warp", "multi_scale_roi_align"):
         for suffix in ("", "_backward"):
             assert hasattr(ops, name + suffix)
-    assert hasattr(ops, "roi_pool_with_indices")
-    assert hasattr(ops, "roi_pool_backward_indices")
+    for name in ("roi_pool", "roi_align", "roi_warp"):
+        assert hasattr(ops, name + "_with_indices")
+        assert hasattr(ops, name + "_backward_indices")
 
 
 def test_bad_dtype_and_shape_messages():
