@@ -105,11 +105,6 @@ def _needs_grad(input: Tensor) -> bool:
             and not torch.compiler.is_exporting())
 
 
-def _stores_winners(input: Tensor) -> bool:
-    """The max modes of RoI Align / Warp store winners on the CPU backend only."""
-    return input.device.type == "cpu" and _needs_grad(input)
-
-
 # --------------------------------------------------------------------------- functions
 def roi_pool(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
@@ -173,12 +168,13 @@ def roi_align(
     """RoI Align with autograd; ``torchvision.ops.roi_align``'s arguments.
 
     ``mode="max"`` takes the max of the bilinear samples (mmcv); other
-    arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.  In
-    ``mode="max"`` on the CPU, when a gradient is needed, the forward stores
-    each element's winning sample and the backward scatters from it
-    (``torch.ops.roicore.roi_align_with_indices``; same gradient, bit for bit,
-    and the input is not kept); ``return_indices=True`` (``mode="max"``, CPU)
-    also returns them (int32, see :func:`roicore.roi_align`).
+    arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.
+    ``return_indices=True`` (``mode="max"``, CPU) also returns each element's
+    winning sample (int32, see :func:`roicore.roi_align`) and runs
+    ``torch.ops.roicore.roi_align_with_indices``, whose backward scatters from
+    them (same gradient, bit for bit; the input is not kept).  Without it the
+    max mode recomputes the winners in the backward: its vectorised forward
+    and backward together cost less than storing them (unlike RoI Pool's).
     """
     sr = V.check_sampling_ratio(sampling_ratio)
     aligned = V.check_aligned(aligned)
@@ -189,10 +185,9 @@ def roi_align(
                          "winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     det = V.check_bool(deterministic, "deterministic")
-    if return_indices or (mode == "max" and _stores_winners(input)):
-        out, indices = _ops.roi_align_with_indices(input, rois, size, scale, sr, aligned, mode,
-                                                   layout, num_threads, det)
-        return (out, indices) if return_indices else out
+    if return_indices:
+        return _ops.roi_align_with_indices(input, rois, size, scale, sr, aligned, mode,
+                                           layout, num_threads, det)
     return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads, det)
 
 
@@ -204,8 +199,8 @@ def roi_warp(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`.
 
-    ``mode="max"`` (no ``compat``) stores the winners for the backward and
-    ``return_indices=True`` returns them, as in :func:`roi_align`.
+    ``return_indices=True`` (``mode="max"``, no ``compat``, CPU) also returns
+    the winners and the backward scatters from them, as in :func:`roi_align`.
     """
     sr = V.check_sampling_ratio(sampling_ratio)
     V.check_mode(mode)
@@ -218,10 +213,9 @@ def roi_warp(
                          "the max mode has winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
     det = V.check_bool(deterministic, "deterministic")
-    if return_indices or (max_mode and _stores_winners(input)):
-        out, indices = _ops.roi_warp_with_indices(input, rois, size, scale, sr, mode, compat,
-                                                  layout, num_threads, det)
-        return (out, indices) if return_indices else out
+    if return_indices:
+        return _ops.roi_warp_with_indices(input, rois, size, scale, sr, mode, compat, layout,
+                                          num_threads, det)
     return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads, det)
 
 
