@@ -522,19 +522,26 @@ def _check_sampled_indices(cnp.ndarray indices, cnp.ndarray like):
         raise ValueError("indices must be a C-contiguous int32 array of the output's size")
 
 
-def sampled_fwd_indices(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray out,
-                        cnp.ndarray indices, int kind, bint aligned, int sampling_ratio,
-                        double scale, bint channels_last, int nthreads):
+def sampled_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
+                        cnp.ndarray out, cnp.ndarray indices, int kind, bint aligned,
+                        int sampling_ratio, double scale, bint channels_last, int nthreads):
     """Max-mode forward of RoI Align / RoI Warp into ``out``, each element's
     winning sample (iy * gw + ix in its bin's grid; -1 none, -2 an out-of-range
-    sample leads) into ``indices`` (C-contiguous int32, ``out``'s shape)."""
+    sample leads) into ``indices`` (C-contiguous int32, ``out``'s shape).  The
+    kernel reads ``nhwc``, the map ``inp`` (of layout ``channels_last``) as a
+    C-contiguous NHWC array."""
     _check_sampled_indices(indices, out)
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
+    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
+            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
+            or nhwc.shape[3] != g.C):
+        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
     cdef SampledParams sp = _params(kind, aligned, True, sampling_ratio)
     if inp.dtype.itemsize == 4:
-        return _finish(_sfwd_idx(inp, rois, out, indices, g, <float>scale, sp, nthreads), box)
-    return _finish(_sfwd_idx(inp, rois, out, indices, g, scale, sp, nthreads), box)
+        return _finish(_sfwd_idx(nhwc, rois, out, indices, g, <float>scale, sp, nthreads),
+                       box)
+    return _finish(_sfwd_idx(nhwc, rois, out, indices, g, scale, sp, nthreads), box)
 
 
 def sampled_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,

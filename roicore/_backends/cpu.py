@@ -131,13 +131,16 @@ def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan)
-    if indices is not None and plan.op == "sampled":  # max mode, winners stored
-        err = _cpu.sampled_fwd_indices(xc, rc, batch, res, indices, plan.kind, plan.aligned,
-                                       plan.sampling_ratio, plan.spatial_scale,
-                                       plan.channels_last, nt)
-    elif indices is not None:  # RoI Pool, winners stored
-        # the kernel reads an NHWC map (channels in lanes): one transposed copy
+    # winners stored: the kernels read an NHWC map (channels in lanes), an NCHW
+    # map costs one transposed copy
+    xn = None
+    if indices is not None:
         xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
+    if indices is not None and plan.op == "sampled":  # max mode
+        err = _cpu.sampled_fwd_indices(xn, xc, rc, batch, res, indices, plan.kind,
+                                       plan.aligned, plan.sampling_ratio, plan.spatial_scale,
+                                       plan.channels_last, nt)
+    elif indices is not None:  # RoI Pool
         err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,
                                     plan.spatial_scale, plan.channels_last, nt)
     elif plan.op == "pool":
