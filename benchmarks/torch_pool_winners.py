@@ -7,7 +7,9 @@ what it ran before) vs ``torchvision.ops.roi_pool`` (issue 14).
 
 Each timing is one ``y = pool(x); torch.autograd.grad(y, x, g)``; medians of
 interleaved rounds, at 1 and 2 threads (``torch.set_num_threads`` and roicore's
-``num_threads``).  Timings only; bit-identity is tested in tests/test_torch_ops.py.
+``num_threads``): wall time, and the process's CPU time (steadier on a loaded
+machine; at 2 threads it includes OpenMP's spinning).  Timings only; bit-identity
+is tested in tests/test_torch_ops.py.
 """
 
 from __future__ import annotations
@@ -55,17 +57,20 @@ def main() -> None:
                 x, rois, size, scale),
         }
         times: dict[str, list[float]] = {k: [] for k in fns}
+        cpu: dict[str, list[float]] = {k: [] for k in fns}
         for f in fns.values():
             step(f)
         for _ in range(a.rounds):
             for k, f in fns.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 step(f)
                 times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
         tv = statistics.median(times["torchvision.ops.roi_pool"])
         for k, v in times.items():
             m = statistics.median(v)
-            print(f"threads={nt} {k:32s} fwd+bwd {m * 1e3:8.1f} ms  "
+            print(f"threads={nt} {k:32s} fwd+bwd {m * 1e3:8.1f} ms "
+                  f"(cpu {statistics.median(cpu[k]) * 1e3:7.1f} ms)  "
                   f"torchvision/this {tv / m:5.2f}x")
 
 
