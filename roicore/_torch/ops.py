@@ -8,6 +8,8 @@ forward                                     backward (gradient w.r.t. the featur
 ==========================================  ==========================================
 ``roicore::roi_pool``                       ``roicore::roi_pool_backward``
 ``roicore::roi_pool_with_indices``          ``roicore::roi_pool_backward_indices``
+``roicore::roi_align_with_indices``         ``roicore::roi_align_backward_indices``
+``roicore::roi_warp_with_indices``          ``roicore::roi_warp_backward_indices``
 ``roicore::roi_align``                      ``roicore::roi_align_backward``
 ``roicore::roi_warp``                       ``roicore::roi_warp_backward``
 ``roicore::multi_scale_roi_align``          ``roicore::multi_scale_roi_align_backward``
@@ -23,7 +25,9 @@ backward op; differentiating the backward op raises), and an autocast rule
 ``roicore::roi_pool_with_indices`` returns (output, winners) and is what
 :func:`roicore.torch.roi_pool` runs when a gradient is needed: its backward
 scatters through the stored winners (bit-identical to the recomputing
-``roi_pool_backward``) and keeps only the input's shape, not the input.
+``roi_pool_backward``) and keeps only the input's shape, not the input.  The
+``roi_align`` / ``roi_warp`` ones (``mode="max"``, CPU) run only with
+``return_indices=True`` (the recomputing max-mode backward is cheaper).
 
 bfloat16 tensors are computed in float32 and returned as bfloat16 (as float16).
 """
