@@ -84,12 +84,20 @@ RC_AI void pool_idx_bins_l(const T* base, rc_index sy, rc_index sx, rc_index W,
     }
 }
 
-template <typename T, typename I>
+/* Lanes per group: the lane kernels' (cpu/isa_entry.h Lanes): 256 bytes with
+ * AVX-512, 128 otherwise, so a bin's pixel loops run once per 64 floats. */
+template <typename T, int ISA>
+struct IdxLanes {
+  static constexpr int value =
+      static_cast<int>((ISA >= RC_ISA_AVX512 ? 256 : 128) / sizeof(T));
+};
+
+template <typename T, typename I, int ISA>
 RC_AI void pool_idx_bins(const T* base, rc_index sy, rc_index sx, rc_index W,
                          const rc_index* hlo, const rc_index* hhi,
                          const rc_index* wlo, const rc_index* whi, rc_index PH,
                          rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
-  pool_idx_bins_l<T, I, static_cast<int>(64 / sizeof(T))>(
+  pool_idx_bins_l<T, I, IdxLanes<T, ISA>::value>(
       base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv, ti);
 }
 
@@ -106,8 +114,8 @@ void pool_idx_bins_baseline(const T* base, rc_index sy, rc_index sx, rc_index W,
                             const rc_index* wlo, const rc_index* whi,
                             rc_index PH, rc_index PW, rc_index nc, rc_index CB,
                             T* tv, I* ti) {
-  pool_idx_bins<T, I>(base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv,
-                      ti);
+  pool_idx_bins<T, I, RC_ISA_BASELINE>(base, sy, sx, W, hlo, hhi, wlo, whi, PH,
+                                       PW, nc, CB, tv, ti);
 }
 #if RC_X86_DISPATCH
 template <typename T, typename I>
@@ -115,16 +123,16 @@ RC_TARGET_AVX2 void pool_idx_bins_avx2(
     const T* base, rc_index sy, rc_index sx, rc_index W, const rc_index* hlo,
     const rc_index* hhi, const rc_index* wlo, const rc_index* whi, rc_index PH,
     rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
-  pool_idx_bins<T, I>(base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv,
-                      ti);
+  pool_idx_bins<T, I, RC_ISA_AVX2>(base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW,
+                                   nc, CB, tv, ti);
 }
 template <typename T, typename I>
 RC_TARGET_AVX512 void pool_idx_bins_avx512(
     const T* base, rc_index sy, rc_index sx, rc_index W, const rc_index* hlo,
     const rc_index* hhi, const rc_index* wlo, const rc_index* whi, rc_index PH,
     rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
-  pool_idx_bins<T, I>(base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv,
-                      ti);
+  pool_idx_bins<T, I, RC_ISA_AVX512>(base, sy, sx, W, hlo, hhi, wlo, whi, PH,
+                                     PW, nc, CB, tv, ti);
 }
 #endif
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "roicore/cpu/pool_indices.h"
 #include "roicore/cpu/tables.h"
 
 namespace roicore {
@@ -89,21 +90,20 @@ RC_AI void sampled_idx_bin(const T* src, int nc, const SampleTab<T>& ty,
 /* Every bin of one item (a RoI's tables, channels c0 .. c0+nc of an NHWC
  * view at src) into the bin-major tiles tv / ti (CB lanes per bin), L lanes at
  * a time; compiled once per instruction set below. */
-template <typename T>
+template <typename T, int L>
 RC_AI void sampled_idx_bins(const T* src, const SampleTab<T>& ty,
                             const SampleTab<T>& tx, rc_index PH, rc_index PW,
                             rc_index nc, rc_index CB, T* tv, int32_t* ti) {
-  const int L = static_cast<int>(64 / sizeof(T));
   for (rc_index ph = 0; ph < PH; ++ph)
     for (rc_index pw = 0; pw < PW; ++pw) {
       T* dv = tv + (ph * PW + pw) * CB;
       int32_t* di = ti + (ph * PW + pw) * CB;
       rc_index l0 = 0;
       for (; l0 + L <= nc; l0 += L)
-        sampled_idx_bin<T, static_cast<int>(64 / sizeof(T)), true>(
+        sampled_idx_bin<T, L, true>(
             src + l0, L, ty, tx, ph, pw, dv + l0, di + l0);
       if (l0 < nc)
-        sampled_idx_bin<T, static_cast<int>(64 / sizeof(T)), false>(
+        sampled_idx_bin<T, L, false>(
             src + l0, static_cast<int>(nc - l0), ty, tx, ph, pw, dv + l0,
             di + l0);
     }
@@ -119,7 +119,8 @@ template <typename T>
 void sampled_idx_bins_baseline(const T* src, const SampleTab<T>& ty,
                                const SampleTab<T>& tx, rc_index PH, rc_index PW,
                                rc_index nc, rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T>(src, ty, tx, PH, PW, nc, CB, tv, ti);
+  sampled_idx_bins<T, IdxLanes<T, RC_ISA_BASELINE>::value>(
+      src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 #if RC_X86_DISPATCH
 template <typename T>
@@ -127,13 +128,15 @@ RC_TARGET_AVX2 void sampled_idx_bins_avx2(const T* src, const SampleTab<T>& ty,
                                           const SampleTab<T>& tx, rc_index PH,
                                           rc_index PW, rc_index nc,
                                           rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T>(src, ty, tx, PH, PW, nc, CB, tv, ti);
+  sampled_idx_bins<T, IdxLanes<T, RC_ISA_AVX2>::value>(
+      src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 template <typename T>
 RC_TARGET_AVX512 void sampled_idx_bins_avx512(
     const T* src, const SampleTab<T>& ty, const SampleTab<T>& tx, rc_index PH,
     rc_index PW, rc_index nc, rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T>(src, ty, tx, PH, PW, nc, CB, tv, ti);
+  sampled_idx_bins<T, IdxLanes<T, RC_ISA_AVX512>::value>(
+      src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 #endif
 
