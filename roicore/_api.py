@@ -124,22 +124,47 @@ def _forward(plan: Plan, backend: Any, input: Any, rois_given: Any, rois: Any,
     """Run the forward (an ``out`` that overlaps an operand gets a copy of the
     result: :func:`roicore._backends.shared.call_forward`)."""
     if V.check_bool(return_indices, "return_indices"):
-        _indices_on_cpu(backend, "return_indices=True")
+        _indices_supported(plan, backend, "return_indices=True")
         return shared.call_forward(backend, plan, input, rois_given, rois, out, True)
     return shared.call_forward(backend, plan, input, rois_given, rois, out)
 
 
-def _indices_on_cpu(backend: Any, what: str) -> None:
+def _indices_supported(plan: Plan, backend: Any, what: str) -> None:
+    """Stored winners: RoI Pool on both backends; the max modes of RoI Align /
+    RoI Warp on the CPU backend."""
+    if plan.op == "pool":
+        return
+    if not plan.max_mode:
+        raise ValueError(
+            f"{what} needs mode='max' (and no compat='mnc'): only the max mode has "
+            f"winners to store; the average mode's backward needs none"
+        )
     if backend.NAME != "NumPy":
         raise NotImplementedError(
-            f"{what} is implemented on the CPU backend only (NumPy input); the GPU "
-            f"backend recomputes the winners: call without it"
+            f"{what} for roi_align / roi_warp is implemented on the CPU backend only "
+            f"(NumPy input); the GPU backend recomputes the winners: call without it"
         )
 
 
-def _check_indices(indices: Any, shapes: V.Shapes) -> np.ndarray:
+def _cpu_backend() -> Any:
+    from ._backends import cpu
+
+    return cpu
+
+
+def _check_indices(indices: Any, shapes: V.Shapes, backend: Any, op: str = "pool") -> Any:
     """``indices`` from ``roi_pool(..., return_indices=True)``: an integer array of
     the output's shape with values -1 (no winner) or in [0, H*W)."""
+    if backend.NAME != "NumPy":
+        if not isinstance(indices, backend.xp.ndarray):
+            raise TypeError(f"`indices` must be a {backend.xp.__name__}.ndarray on the "
+                            f"input's device; got {type(indices)}")
+        if tuple(indices.shape) != shapes.out_shape:
+            raise ValueError(f"`indices` must have the forward output's shape "
+                             f"{shapes.out_shape}; got {tuple(indices.shape)}")
+        if np.dtype(indices.dtype).kind not in "iu":
+            raise TypeError(f"`indices` must be an integer array; got {indices.dtype}")
+        return indices  # range checked on the device (roicore._backends.cuda)
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"`indices` must be a numpy.ndarray (from roi_pool(..., "
                         f"return_indices=True)); got {type(indices)}")
@@ -150,6 +175,11 @@ def _check_indices(indices: Any, shapes: V.Shapes) -> np.ndarray:
         raise TypeError(f"`indices` must be an integer array; got {indices.dtype}")
     # int32/int64 as given (no copy); other integer types widened.  The range
     # [-1, H*W) is checked by the kernel as it reads them (ValueError).
+    if op == "sampled":  # the kernels read int32 (a sample of a bin: < 2**24)
+        if indices.dtype != np.int32 and indices.size and (
+                int(indices.min()) < -2 or int(indices.max()) >= 2**31):
+            raise ValueError(_cpu_backend().SAMPLED_INDICES)
+        return np.ascontiguousarray(indices, dtype=np.int32)
     if indices.dtype in (np.int32, np.int64):
         return np.ascontiguousarray(indices)
     if indices.size and int(indices.max()) >= 2**63:
@@ -162,8 +192,8 @@ def _backward(plan: Plan, backend: Any, grad_output: Any, input: Any, rois: Any,
     _check_grad_output(grad_output, plan.shapes)
     deterministic = V.check_bool(deterministic, "deterministic")
     if indices is not None:
-        _indices_on_cpu(backend, "indices=")
-        idx = _check_indices(indices, plan.shapes)
+        _indices_supported(plan, backend, "indices=")
+        idx = _check_indices(indices, plan.shapes, backend, plan.op)
         return backend.backward(plan, grad_output, input, rois, deterministic, idx)
     return backend.backward(plan, grad_output, input, rois, deterministic)
 
@@ -203,6 +233,13 @@ def _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio, mode, co
     plan = Plan("sampled", shapes, scale, num_threads, kind=MNC if compat else WARP,
                 aligned=False, max_mode=mode == "max" and not compat, sampling_ratio=sr)
     return plan, backend, r
+
+
+def _restore(restore: Any, res: Any) -> Any:
+    """The result (or the pair with the winners) as the caller's array type."""
+    if isinstance(res, tuple):
+        return restore(res[0]), restore(res[1])
+    return restore(res)
 
 
 # --------------------------------------------------------------------------- public API
@@ -245,7 +282,7 @@ def roi_pool(
         memory with ``input`` or ``rois``: the result is then computed into a
         temporary and copied into ``out`` (NumPy ufunc semantics).
     return_indices : bool, optional
-        Also return each output element's winner (CPU backend only), for
+        Also return each output element's winner (CPU and GPU backends), for
         :func:`roi_pool_backward`'s ``indices=``: the backward then scatters
         through them instead of recomputing the maxima.
 
@@ -271,16 +308,14 @@ def roi_pool(
                                                        ("out", out))
     plan, backend, r = _pool_plan(input, rois, output_size, spatial_scale, bins, layout,
                                   num_threads, out=out)
-    res = _forward(plan, backend, input, rois, r, out, return_indices)
-    if isinstance(res, tuple):
-        return restore(res[0]), restore(res[1])
-    return restore(res)
+    return _restore(restore, _forward(plan, backend, input, rois, r, out, return_indices))
 
 
 def roi_align(
     input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0,
     sampling_ratio: int = -1, aligned: bool = False, *, mode: str = "avg",
     layout: str = "NCHW", num_threads: int | None = None, out: Any = None,
+    return_indices: bool = False,
 ) -> Any:
     """RoI Align (Mask R-CNN): bilinear samples averaged (or maxed) per bin.
 
@@ -300,10 +335,18 @@ def roi_align(
         Reduction over the samples of a bin.
     layout, num_threads, out
         As in :func:`roi_pool`.
+    return_indices : bool, optional
+        ``mode="max"`` only (CPU backend): also return each output element's
+        winning sample, for :func:`roi_align_backward`'s ``indices=``.
 
     Returns
     -------
     ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
+    indices : ndarray of int32, same shape
+        Only with ``return_indices=True``: the winning sample ``iy * gw + ix``
+        of the element's bin (``gh x gw`` its sampling grid), -1 when the bin
+        has no samples or none wins (all NaN), -2 when an out-of-range sample
+        (the value 0) leads; -1 and -2 get no gradient.
 
     Examples
     --------
@@ -316,13 +359,14 @@ def roi_align(
                                                        ("out", out))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, rois, r, out))
+    return _restore(restore, _forward(plan, backend, input, rois, r, out, return_indices))
 
 
 def roi_warp(
     input: Any, rois: Any, output_size: int | tuple[int, int], spatial_scale: float = 1.0,
     sampling_ratio: int = -1, *, mode: str = "avg", compat: str | None = None,
     layout: str = "NCHW", num_threads: int | None = None, out: Any = None,
+    return_indices: bool = False,
 ) -> Any:
     """RoI Warp (MNC): quantize the box like RoI Pool, then sample like RoI Align.
 
@@ -343,16 +387,21 @@ def roi_warp(
         ``"mnc"``: the original MNC layer's sampling.
     layout, num_threads, out
         As in :func:`roi_pool`.
+    return_indices : bool, optional
+        ``mode="max"`` without ``compat`` only (CPU backend): also return the
+        winners, as in :func:`roi_align`.
 
     Returns
     -------
     ndarray, shape (K, C, PH, PW) or (K, PH, PW, C)
+    indices : ndarray of int32, same shape
+        Only with ``return_indices=True`` (see :func:`roi_align`).
     """
     (input, rois, out), restore = _interop.from_caller(("input", input), ("rois", rois),
                                                        ("out", out))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, out=out)
-    return restore(_forward(plan, backend, input, rois, r, out))
+    return _restore(restore, _forward(plan, backend, input, rois, r, out, return_indices))
 
 
 def roi_pool_backward(
@@ -377,7 +426,7 @@ def roi_pool_backward(
         atomic-free kernel.
     indices : ndarray, optional
         The winners from ``roi_pool(..., return_indices=True)`` on the same
-        arguments (CPU backend only): the gradient is scattered through them
+        arguments (CPU or GPU): the gradient is scattered through them
         instead of recomputing the forward's maxima from ``input`` (same
         result, bit for bit; ``input`` then only gives the shape).
 
@@ -398,7 +447,7 @@ def roi_align_backward(
     grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False, *,
     mode: str = "avg", layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
+    deterministic: bool = False, indices: Any = None,
 ) -> Any:
     """Gradient of :func:`roi_align` with respect to ``input``.
 
@@ -413,24 +462,32 @@ def roi_align_backward(
         As in :func:`roi_align`.
     deterministic : bool, optional
         See :func:`roi_pool_backward`.
+    indices : ndarray, optional
+        ``mode="max"`` only (CPU backend): the winners from ``roi_align(...,
+        mode="max", return_indices=True)`` on the same arguments; each bin's
+        gradient goes to the 4 corners of its stored winning sample instead of
+        recomputing the samples (same result, bit for bit; ``input`` then only
+        gives the shape).  A value the forward cannot have stored raises
+        ``ValueError``.
 
     Returns
     -------
     ndarray
         Same shape, dtype and layout as ``input``.
     """
-    (input, grad_output, rois), restore = _interop.from_caller(
-        ("input", input), ("grad_output", grad_output), ("rois", rois))
+    (input, grad_output, rois, indices), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois),
+        ("indices", indices))
     plan, backend, r = _align_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                    aligned, mode, layout, num_threads, grad_output=grad_output)
-    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic, indices))
 
 
 def roi_warp_backward(
     grad_output: Any, input: Any, rois: Any, output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, *, mode: str = "avg",
     compat: str | None = None, layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
+    deterministic: bool = False, indices: Any = None,
 ) -> Any:
     """Gradient of :func:`roi_warp` with respect to ``input`` (exact adjoint,
     also for ``compat="mnc"``, whose original Caffe backward drops part of
@@ -444,17 +501,22 @@ def roi_warp_backward(
         As in :func:`roi_warp`.
     deterministic : bool, optional
         See :func:`roi_pool_backward`.
+    indices : ndarray, optional
+        ``mode="max"`` without ``compat`` only (CPU backend): the winners from
+        ``roi_warp(..., mode="max", return_indices=True)``, as in
+        :func:`roi_align_backward`.
 
     Returns
     -------
     ndarray
         Same shape, dtype and layout as ``input``.
     """
-    (input, grad_output, rois), restore = _interop.from_caller(
-        ("input", input), ("grad_output", grad_output), ("rois", rois))
+    (input, grad_output, rois, indices), restore = _interop.from_caller(
+        ("input", input), ("grad_output", grad_output), ("rois", rois),
+        ("indices", indices))
     plan, backend, r = _warp_plan(input, rois, output_size, spatial_scale, sampling_ratio,
                                   mode, compat, layout, num_threads, grad_output=grad_output)
-    return restore(_backward(plan, backend, grad_output, input, r, deterministic))
+    return restore(_backward(plan, backend, grad_output, input, r, deterministic, indices))
 
 
 __all__ = [

@@ -98,13 +98,29 @@ def _common(input: Any, boxes: Any, output_size: Any, spatial_scale: Any, layout
     return rois, [ph, pw], scale
 
 
+def _needs_grad(input: Tensor) -> bool:
+    """A gradient will be asked for (and this is not torch.export tracing an
+    inference graph): run the op that stores the winners for the backward."""
+    return (torch.is_grad_enabled() and input.requires_grad
+            and not torch.compiler.is_exporting())
+
+
 # --------------------------------------------------------------------------- functions
 def roi_pool(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, *, bins: str = "fast_rcnn", layout: str = "NCHW",
     num_threads: int | None = None, deterministic: bool = False,
-) -> Tensor:
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """RoI max pooling with autograd; ``torchvision.ops.roi_pool``'s arguments.
+
+    When a gradient is needed (grad mode on and ``input.requires_grad``) the
+    forward stores each output element's winner and the backward scatters
+    through them (``torch.ops.roicore.roi_pool_with_indices``), like
+    torchvision's argmax; the input itself is not kept for the backward.
+    Otherwise, and while ``torch.export`` traces, the plain op
+    ``torch.ops.roicore.roi_pool`` runs (the one the ONNX exporter maps to
+    ``MaxRoiPool``).  Gradients are the same either way, bit for bit.
 
     Parameters
     ----------
@@ -120,50 +136,87 @@ def roi_pool(
         As in :func:`roicore.roi_pool`.
     deterministic : bool
         Bit-identical gradients on CUDA (the CPU is always deterministic).
+    return_indices : bool
+        Also return the winners (not in torchvision's signature; default False).
 
     Returns
     -------
     Tensor[K, C, PH, PW]
+        The pooled features (or ``(K, PH, PW, C)`` for ``layout="NHWC"``).
+    indices : Tensor of int32 (int64 if H * W >= 2**31), same shape
+        Only with ``return_indices=True``: position ``y * W + x`` of each
+        element's winning pixel in its (image, channel) plane, -1 for an empty
+        bin (as :func:`roicore.roi_pool`).
     """
     V.check_bins(bins)
+    return_indices = V.check_bool(return_indices, "return_indices")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads,
-                         V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    if return_indices or _needs_grad(input):
+        out, indices = _ops.roi_pool_with_indices(input, rois, size, scale, bins, layout,
+                                                  num_threads, det)
+        return (out, indices) if return_indices else out
+    return _ops.roi_pool(input, rois, size, scale, bins, layout, num_threads, det)
 
 
 def roi_align(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False, *,
     mode: str = "avg", layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
-) -> Tensor:
+    deterministic: bool = False, return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """RoI Align with autograd; ``torchvision.ops.roi_align``'s arguments.
 
     ``mode="max"`` takes the max of the bilinear samples (mmcv); other
     arguments as in :func:`roi_pool` and :func:`roicore.roi_align`.
+    ``return_indices=True`` (``mode="max"``, CPU) also returns each element's
+    winning sample (int32, see :func:`roicore.roi_align`) and runs
+    ``torch.ops.roicore.roi_align_with_indices``, whose backward scatters from
+    them (same gradient, bit for bit; the input is not kept).  Without it the
+    max mode recomputes the winners in the backward: its vectorised forward
+    and backward together cost less than storing them (unlike RoI Pool's).
     """
     sr = V.check_sampling_ratio(sampling_ratio)
     aligned = V.check_aligned(aligned)
     V.check_mode(mode)
+    return_indices = V.check_bool(return_indices, "return_indices")
+    if return_indices and mode != "max":
+        raise ValueError("return_indices=True needs mode='max': only the max mode has "
+                         "winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads,
-                          V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    if return_indices:
+        return _ops.roi_align_with_indices(input, rois, size, scale, sr, aligned, mode,
+                                           layout, num_threads, det)
+    return _ops.roi_align(input, rois, size, scale, sr, aligned, mode, layout, num_threads, det)
 
 
 def roi_warp(
     input: Tensor, boxes: Tensor | list[Tensor], output_size: int | tuple[int, int],
     spatial_scale: float = 1.0, sampling_ratio: int = -1, *, mode: str = "avg",
     compat: str | None = None, layout: str = "NCHW", num_threads: int | None = None,
-    deterministic: bool = False,
-) -> Tensor:
-    """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`."""
+    deterministic: bool = False, return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """RoI Warp (MNC) with autograd; arguments as in :func:`roicore.roi_warp`.
+
+    ``return_indices=True`` (``mode="max"``, no ``compat``, CPU) also returns
+    the winners and the backward scatters from them, as in :func:`roi_align`.
+    """
     sr = V.check_sampling_ratio(sampling_ratio)
     V.check_mode(mode)
     V.check_compat(compat)
     V.check_compat_sampling(compat, sr)
+    return_indices = V.check_bool(return_indices, "return_indices")
+    max_mode = mode == "max" and compat is None
+    if return_indices and not max_mode:
+        raise ValueError("return_indices=True needs mode='max' and no compat='mnc': only "
+                         "the max mode has winners to store")
     rois, size, scale = _common(input, boxes, output_size, spatial_scale, layout, num_threads)
-    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads,
-                         V.check_bool(deterministic, "deterministic"))
+    det = V.check_bool(deterministic, "deterministic")
+    if return_indices:
+        return _ops.roi_warp_with_indices(input, rois, size, scale, sr, mode, compat, layout,
+                                          num_threads, det)
+    return _ops.roi_warp(input, rois, size, scale, sr, mode, compat, layout, num_threads, det)
 
 
 # --------------------------------------------------------------------------- modules

@@ -87,6 +87,14 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                                  const rc_index* order, const rc_index* batch_start,
                                  T* grad_in, const Geom& g, int nthreads) nogil
 
+    int sampled_forward_indices[T](const T* inp, const T* rois, T* out, int* idx,
+                                   const Geom& g, T scale, SampledParams sp,
+                                   int nthreads) nogil
+    int sampled_backward_indices[T](const T* grad_out, const int* idx, const T* rois,
+                                    const rc_index* order, const rc_index* batch_start,
+                                    T* grad_in, const Geom& g, T scale, SampledParams sp,
+                                    int nthreads) nogil
+
     void sampled_cost[T](const T* rois, const Geom& g, T scale, SampledParams sp,
                          double* max_bin, rc_index* bin_roi, double* max_side,
                          rc_index* side_roi, double* max_roi, rc_index* roi_roi,
@@ -594,3 +602,74 @@ def pool_bwd_items(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois,
     return _items(True, rois, <const rc_index*>cnp.PyArray_DATA(order),
                   <const rc_index*>cnp.PyArray_DATA(batch_start), g, scale, sp, bins,
                   nthreads)
+
+
+# --- max-mode RoI Align / RoI Warp with stored winners (cpu/sampled_indices.h)
+
+cdef int _sfwd_idx(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, cnp.ndarray idx,
+                   const Geom& g, floating scale, SampledParams sp, int nthreads):
+    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
+    cdef int* a = <int*>cnp.PyArray_DATA(idx)
+    with nogil:
+        return sampled_forward_indices(x, r, y, a, g, scale, sp, nthreads)
+
+
+cdef int _sbwd_idx(cnp.ndarray grad_out, cnp.ndarray idx, cnp.ndarray rois, const rc_index* o,
+                   const rc_index* bs, cnp.ndarray grad_in, const Geom& g, floating scale,
+                   SampledParams sp, int nthreads):
+    cdef const floating* go = <const floating*>cnp.PyArray_DATA(grad_out)
+    cdef const int* a = <const int*>cnp.PyArray_DATA(idx)
+    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
+    cdef floating* gi = <floating*>cnp.PyArray_DATA(grad_in)
+    with nogil:
+        return sampled_backward_indices(go, a, r, o, bs, gi, g, scale, sp, nthreads)
+
+
+def _check_sampled_indices(cnp.ndarray indices, cnp.ndarray like):
+    if (indices.dtype.kind != "i" or indices.dtype.itemsize != 4
+            or not indices.flags.c_contiguous or indices.size != like.size):
+        raise ValueError("indices must be a C-contiguous int32 array of the output's size")
+
+
+def sampled_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
+                        cnp.ndarray out, cnp.ndarray indices, int kind, bint aligned,
+                        int sampling_ratio, double scale, bint channels_last, int nthreads):
+    """Max-mode forward of RoI Align / RoI Warp into ``out``, each element's
+    winning sample (iy * gw + ix in its bin's grid; -1 none, -2 an out-of-range
+    sample leads) into ``indices`` (C-contiguous int32, ``out``'s shape).  The
+    kernel reads ``nhwc``, the map ``inp`` (of layout ``channels_last``) as a
+    C-contiguous NHWC array."""
+    _check_sampled_indices(indices, out)
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
+    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
+            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
+            or nhwc.shape[3] != g.C):
+        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
+    cdef SampledParams sp = _params(kind, aligned, True, sampling_ratio)
+    if inp.dtype.itemsize == 4:
+        return _finish(_sfwd_idx(nhwc, rois, out, indices, g, <float>scale, sp, nthreads),
+                       box)
+    return _finish(_sfwd_idx(nhwc, rois, out, indices, g, scale, sp, nthreads), box)
+
+
+def sampled_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,
+                        cnp.ndarray rois, cnp.ndarray batch, cnp.ndarray order,
+                        cnp.ndarray batch_start, cnp.ndarray grad_in, int kind, bint aligned,
+                        int sampling_ratio, double scale, bint channels_last, int nthreads):
+    """Max-mode backward of RoI Align / RoI Warp from stored winners (``inp``
+    gives only the shape), accumulated into zeroed ``grad_in``; a winner that
+    the forward cannot have stored is skipped and reported as ERR_INDICES."""
+    _check_sampled_indices(indices, grad_out)
+    cdef list box = []
+    cdef Geom g = _geom(inp, rois, grad_out, batch, channels_last, box)
+    cdef SampledParams sp = _params(kind, aligned, True, sampling_ratio)
+    cdef const rc_index* o = <const rc_index*>cnp.PyArray_DATA(order)
+    cdef const rc_index* bs = <const rc_index*>cnp.PyArray_DATA(batch_start)
+    if grad_out.dtype.itemsize == 4:
+        return _finish(_sbwd_idx(grad_out, indices, rois, o, bs, grad_in, g, <float>scale, sp,
+                                 nthreads), box)
+    return _finish(_sbwd_idx(grad_out, indices, rois, o, bs, grad_in, g, scale, sp, nthreads),
+                   box)

@@ -30,10 +30,11 @@ from roicore._cli import cuda_check as CC
 from roicore._cli import cuda_tools as CT
 
 ROOT = Path(__file__).resolve().parents[1]
-# 8 kernels templated on <T, channels_last> x {float, double} x {NCHW, NHWC}
-# (pool / sampled: forward, winner, atomic backward, gather backward)
+# 10 kernels templated on <T, channels_last> x {float, double} x {NCHW, NHWC}
+# (pool / sampled: forward, winner, atomic backward, gather backward; pool's
+# stored winners: forward with winners, atomic backward from winners)
 # + 2 templated on <T> (the deterministic backward's CSR: count, csr)
-EXPECTED_INSTANTIATIONS = 8 * 2 * 2 + 2 * 2
+EXPECTED_INSTANTIATIONS = 10 * 2 * 2 + 2 * 2
 
 NVRTC, NVRTC_WHY = CT.find_nvrtc()
 NVCC, NVCC_WHY = CT.find_nvcc()

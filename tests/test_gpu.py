@@ -174,6 +174,45 @@ def test_bit_exact_with_cpu(cfg, dtype, layout):
         assert_exact(det, cpu_grad, f"deterministic backward scale={scale}")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=case_id)
+@pytest.mark.parametrize("bins", ["fast_rcnn", "equal"])
+def test_pool_stored_winners_match_cpu(bins, dtype, layout):
+    """return_indices / indices= on the GPU: the CPU's winners and output bit for
+    bit; the deterministic backward from them is the CPU's gradient bit for bit,
+    the atomic one routes to the same pixels."""
+    cfg = ("pool", {"bins": bins})
+    _, kw, x, rois, grad, _ = _case(cfg, dtype, layout, 0.5)
+    out_c, idx_c = roicore.roi_pool(x, rois, (3, 2), return_indices=True, **kw)
+    out_g, idx_g = roicore.roi_pool(g(x), g(rois), (3, 2), return_indices=True, **kw)
+    assert isinstance(idx_g, cupy.ndarray) and idx_g.dtype == idx_c.dtype == np.int32
+    assert_exact(h(out_g), out_c, "forward with return_indices")
+    np.testing.assert_array_equal(h(idx_g), idx_c, err_msg="winners")
+    cpu_grad = roicore.roi_pool_backward(grad, x, rois, (3, 2), **kw)
+    det = h(roicore.roi_pool_backward(g(grad), g(x), g(rois), (3, 2), deterministic=True,
+                                      indices=idx_g, **kw))
+    assert_exact(det, cpu_grad, "deterministic backward from winners")
+    fast = h(roicore.roi_pool_backward(g(grad), g(x), g(rois), (3, 2), indices=idx_g, **kw))
+    assert_close(fast, cpu_grad, dtype, "atomic backward from winners")
+    np.testing.assert_array_equal(fast != 0, cpu_grad != 0, err_msg="routing")
+    H_, W_ = (x.shape[1], x.shape[2]) if layout == "NHWC" else x.shape[2:]
+    for bad in (idx_g + H_ * W_, idx_g - 5):
+        with pytest.raises(ValueError, match="indices"):
+            roicore.roi_pool_backward(g(grad), g(x), g(rois), (3, 2), indices=bad, **kw)
+    with pytest.raises(ValueError, match=r"indices.*shape"):
+        roicore.roi_pool_backward(g(grad), g(x), g(rois), (3, 2), indices=idx_g[:1], **kw)
+
+
+def test_sampled_stored_winners_are_cpu_only():
+    _, kw, x, rois, grad, _ = _case(("align", {"mode": "max", "sampling_ratio": 2}),
+                                     np.float32, "NCHW", 1.0)
+    with pytest.raises(NotImplementedError, match="CPU backend only"):
+        roicore.roi_align(g(x), g(rois), (3, 2), return_indices=True, **kw)
+    idx = np.zeros(grad.shape, np.int32)
+    with pytest.raises(NotImplementedError, match="CPU backend only"):
+        roicore.roi_align_backward(g(grad), g(x), g(rois), (3, 2), indices=g(idx), **kw)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cid)
 def test_deterministic_many_overlapping_rois(cfg):
     op, kw = cfg

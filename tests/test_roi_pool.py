@@ -245,3 +245,27 @@ def test_roi_pool_indices_validation():
         roicore.roi_pool_backward(g, x, rois, 2, indices=big)
     with pytest.raises(ValueError, match="indices"):
         roicore.roi_pool_backward(g, x, rois, 2, indices=(idx + H * W).astype(np.int64))
+
+
+@pytest.mark.parametrize("isa", roicore._cpu.ISA_NAMES)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=case_id)
+def test_roi_pool_stored_winners_every_isa_and_channel_block(dtype, layout, isa):
+    """70 channels: a full block of 64 (whole lane groups) and a partial one,
+    on every instruction set; winners and output as the NumPy oracle's."""
+    rng = case_rng("pool-indices-isa", dtype.__name__, layout, isa)
+    x = rng.integers(0, 5, size=(2, 70, 9, 11)).astype(dtype)  # ties: first wins
+    x[1, 3:40, 2:6, 1:8] = np.nan
+    rois = make_rois(rng, 1.0, k=9)
+    ref_out, ref_arg = ref.roi_pool_argmax(x, rois, (3, 2))
+    to = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if layout == "NHWC" else (
+        lambda a: a)
+    before = roicore._cpu.cpu_isa()
+    try:
+        roicore._cpu.set_cpu_isa(isa)
+        out, idx = roicore.roi_pool(to(x), rois, (3, 2), layout=layout, num_threads=2,
+                                    return_indices=True)
+    finally:
+        roicore._cpu.set_cpu_isa(before)
+    np.testing.assert_array_equal(idx, to(ref_arg))
+    assert_exact(out, to(ref_out), dtype, f"forward with return_indices ({isa})")

@@ -73,6 +73,202 @@ def test_opcheck_forward_and_backward(op, args, device):
                           test_utils=("test_schema", "test_faketensor"))
 
 
+POOL_IDX_CASES = [([3, 2], 1.0, "fast_rcnn", "NCHW", None, False),
+                  ([2, 2], 0.5, "equal", "NHWC", 1, False),
+                  ([4, 3], 0.5, "fast_rcnn", "NHWC", 2, True)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("args", POOL_IDX_CASES, ids=lambda v: str(v)[:40])
+def test_opcheck_roi_pool_with_indices(args, device):
+    nhwc = "NHWC" in args
+    x = _x((2, 10, 11, 3) if nhwc else (2, 3, 10, 11), device=device).requires_grad_(True)
+    r = ROIS.to(device)
+    torch.library.opcheck(ops.roi_pool_with_indices.default, (x, r, *args))
+    y, idx = ops.roi_pool_with_indices(x.detach(), r, *args)
+    g = torch.rand_like(y)
+    torch.library.opcheck(ops.roi_pool_backward_indices.default,
+                          (g, idx, r, list(x.shape), *args))
+    # the same output and (from the winners) the same gradient as the plain op's
+    # recomputing backward, bit for bit
+    assert torch.equal(y, ops.roi_pool(x.detach(), r, *args))
+    assert idx.dtype == torch.int32
+    assert torch.equal(ops.roi_pool_backward_indices(g, idx, r, list(x.shape), *args),
+                       ops.roi_pool_backward(g, x.detach(), r, *args))
+
+
+SAMPLED_IDX_CASES = [
+    (ops.roi_align_with_indices.default, ops.roi_align_backward_indices.default,
+     ops.roi_align.default, ops.roi_align_backward.default,
+     ([3, 2], 1.0, 2, False, "max", "NCHW", None, False)),
+    (ops.roi_align_with_indices.default, ops.roi_align_backward_indices.default,
+     ops.roi_align.default, ops.roi_align_backward.default,
+     ([2, 3], 0.5, 0, True, "max", "NHWC", 1, False)),
+    (ops.roi_warp_with_indices.default, ops.roi_warp_backward_indices.default,
+     ops.roi_warp.default, ops.roi_warp_backward.default,
+     ([3, 2], 0.5, -1, "max", None, "NCHW", 2, False)),
+]
+
+
+@pytest.mark.parametrize("case", SAMPLED_IDX_CASES, ids=lambda c: str(c[0]) + str(c[4])[:30])
+def test_opcheck_sampled_max_with_indices(case):
+    fwd_idx, bwd_idx, fwd, bwd, args = case
+    nhwc = "NHWC" in args
+    x = _x((2, 10, 11, 3) if nhwc else (2, 3, 10, 11)).requires_grad_(True)
+    torch.library.opcheck(fwd_idx, (x, ROIS, *args))
+    y, idx = fwd_idx(x.detach(), ROIS, *args)
+    assert idx.dtype == torch.int32 and idx.shape == y.shape
+    g = torch.rand_like(y)
+    torch.library.opcheck(bwd_idx, (g, idx, ROIS, list(x.shape), *args))
+    assert torch.equal(y, fwd(x.detach(), ROIS, *args))
+    assert torch.equal(bwd_idx(g, idx, ROIS, list(x.shape), *args),
+                       bwd(g, x.detach(), ROIS, *args))
+    # the public function with return_indices=True runs it: the same gradient as the
+    # recomputing op, and finite differences agree
+    fn = rt.roi_align if "align" in str(fwd_idx) else rt.roi_warp
+    kw = dict(sampling_ratio=args[2], layout=args[-3], num_threads=args[-2], mode="max")
+    if fn is rt.roi_align:
+        kw["aligned"] = args[3]
+    out, i2 = fn(x, ROIS, tuple(args[0]), args[1], return_indices=True, **kw)
+    assert "with_indices" in type(out.grad_fn).__name__
+    assert torch.equal(out, y) and torch.equal(i2, idx)
+    (got,) = torch.autograd.grad(out, x, g)
+    assert torch.equal(got, bwd(g, x.detach(), ROIS, *args))
+    assert torch.autograd.gradcheck(
+        lambda t: fn(t, ROIS, tuple(args[0]), args[1], return_indices=True, **kw)[0], (x,))
+
+
+def test_sampled_return_indices_needs_max_mode():
+    x = _x()
+    with pytest.raises(ValueError, match="return_indices=True needs mode='max'"):
+        rt.roi_align(x, ROIS, 2, return_indices=True)
+    with pytest.raises(ValueError, match="return_indices=True needs mode='max' and no compat"):
+        rt.roi_warp(x, ROIS, 2, 1.0, 1, mode="max", compat="mnc", return_indices=True)
+    # without return_indices the max modes keep the recomputing op (cheaper here)
+    xg = x.clone().requires_grad_(True)
+    y = rt.roi_align(xg, ROIS, 2, mode="max")
+    assert isinstance(y, torch.Tensor) and "with_indices" not in type(y.grad_fn).__name__
+
+
+def test_sampled_max_bf16_and_autocast_through_stored_winners():
+    x = _x((2, 3, 10, 11), dtype=torch.float32)
+    g = torch.rand(3, 3, 2, 2)
+    xb = x.bfloat16().requires_grad_(True)
+    y, _ = rt.roi_align(xb, ROIS, 2, sampling_ratio=2, mode="max", return_indices=True)
+    (gb,) = torch.autograd.grad(y, xb, g.bfloat16())
+    xr = x.bfloat16().float().requires_grad_(True)
+    yr = ops.roi_align(xr, ROIS, [2, 2], 1.0, 2, False, "max", "NCHW", None, False)
+    (gr,) = torch.autograd.grad(yr, xr, g.bfloat16().float())
+    assert y.dtype == gb.dtype == torch.bfloat16
+    assert torch.equal(y, yr.bfloat16()) and torch.equal(gb, gr.bfloat16())
+    xa = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya, _ = rt.roi_warp(xa, ROIS, 2, mode="max", return_indices=True)
+    assert "with_indices" in type(ya.grad_fn).__name__ and ya.dtype == torch.float32
+    (ga,) = torch.autograd.grad(ya, xa, g)
+    yw = ops.roi_warp(x, ROIS, [2, 2], 1.0, -1, "max", None, "NCHW", None, False)
+    assert torch.equal(ya, yw)
+    assert torch.equal(ga, ops.roi_warp_backward(g, x, ROIS, [2, 2], 1.0, -1, "max", None,
+                                                 "NCHW", None, False))
+
+
+def test_roi_pool_with_indices_fake_gives_dtype_and_shape():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        x = torch.empty(2, 3, 10, 11)
+        rois = mode.from_tensor(ROIS)
+        y, idx = ops.roi_pool_with_indices(x, rois, [3, 2], 1.0, "fast_rcnn", "NCHW", None,
+                                           False)
+        assert (y.shape, y.dtype) == ((3, 3, 3, 2), torch.float32)
+        assert (idx.shape, idx.dtype) == ((3, 3, 3, 2), torch.int32)
+        y, idx = ops.roi_pool_with_indices(torch.empty(1, 7, 9, 3, dtype=torch.float64),
+                                           rois, [2, 2], 1.0, "fast_rcnn", "NHWC", None,
+                                           False)
+        assert (idx.shape, idx.dtype, y.dtype) == ((3, 2, 2, 3), torch.int32, torch.float64)
+        g = ops.roi_pool_backward_indices(y, idx, rois, [1, 7, 9, 3], [2, 2], 1.0,
+                                          "fast_rcnn", "NHWC", None, False)
+        assert (g.shape, g.dtype) == ((1, 7, 9, 3), torch.float64)
+
+
+def test_roi_pool_saves_winners_not_the_input():
+    """With a gradient to compute, roicore.torch.roi_pool runs the op with stored
+    winners: autograd keeps the int32 winners and the rois, not the input."""
+    tv = _tv()
+    x = _x((2, 3, 10, 11), dtype=torch.float32).requires_grad_(True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = rt.roi_pool(x, ROIS.float(), (3, 2), 1.0)
+    assert "roi_pool_with_indices" in type(y.grad_fn).__name__
+    assert all(t.data_ptr() != x.data_ptr() for t in saved)
+    assert any(t.dtype == torch.int32 and t.shape == y.shape for t in saved)
+    g = torch.rand_like(y)
+    (got,) = torch.autograd.grad(y, x, g)
+    want = tv.ops.roi_pool(x, ROIS.float(), (3, 2), 1.0)
+    (ref,) = torch.autograd.grad(want, x, g)
+    assert torch.equal(y, want) and torch.equal(got, ref)
+    # no gradient needed: the plain op (no winners computed)
+    with torch.no_grad():
+        assert rt.roi_pool(x, ROIS.float(), (3, 2), 1.0).grad_fn is None
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_roi_pool_return_indices_are_torchvision_argmax(layout):
+    _tv()  # torch.ops.torchvision
+    x = _x((2, 3, 10, 11), dtype=torch.float32)
+    r = ROIS.float()
+    out, idx = rt.roi_pool(x, r, (3, 2), 0.5, return_indices=True)
+    ref, argmax = torch.ops.torchvision.roi_pool(x, r, 0.5, 3, 2)
+    assert torch.equal(out, ref) and torch.equal(idx, argmax)
+    if layout == "NHWC":
+        o2, i2 = rt.roi_pool(x.permute(0, 2, 3, 1).contiguous(), r, (3, 2), 0.5,
+                             layout="NHWC", return_indices=True)
+        assert torch.equal(o2, out.permute(0, 2, 3, 1)) and torch.equal(
+            i2, idx.permute(0, 2, 3, 1))
+    # the default returns the output only, as torchvision
+    assert isinstance(rt.roi_pool(x, r, (3, 2), 0.5), torch.Tensor)
+    with pytest.raises(TypeError, match="return_indices"):
+        rt.roi_pool(x, r, 2, return_indices=1)
+
+
+def test_roi_pool_backward_indices_rejects_bad_winners():
+    x = _x((2, 3, 10, 11))
+    args = ([3, 2], 1.0, "fast_rcnn", "NCHW", None, False)
+    y, idx = ops.roi_pool_with_indices(x, ROIS, *args)
+    g = torch.rand_like(y)
+    with pytest.raises(ValueError, match="indices"):
+        ops.roi_pool_backward_indices(g, idx + 10 * 11, ROIS, list(x.shape), *args)
+    with pytest.raises(ValueError, match="indices"):
+        ops.roi_pool_backward_indices(g, idx[:1], ROIS, list(x.shape), *args)
+
+
+def test_roi_pool_bf16_and_autocast_through_stored_winners():
+    tv = _tv()
+    x = _x((2, 3, 10, 11), dtype=torch.float32)
+    r = ROIS.float()
+    g = torch.rand(3, 3, 3, 2)
+    xb = x.bfloat16().requires_grad_(True)
+    y = rt.roi_pool(xb, r, (3, 2))
+    (gb,) = torch.autograd.grad(y, xb, g.bfloat16())
+    xt = x.bfloat16().float().requires_grad_(True)
+    yt = tv.ops.roi_pool(xt, r, (3, 2))
+    (gt,) = torch.autograd.grad(yt, xt, g.bfloat16().float())
+    assert y.dtype == gb.dtype == torch.bfloat16
+    assert torch.equal(y.float(), yt) and torch.equal(gb, gt.bfloat16())
+    xa = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya = rt.roi_pool(xa, r, (3, 2))
+    assert ya.dtype == torch.float32 and "with_indices" in type(ya.grad_fn).__name__
+    (ga,) = torch.autograd.grad(ya, xa, g)
+    assert torch.equal(ya, tv.ops.roi_pool(x, r, (3, 2)))
+    assert torch.equal(ga, torch.autograd.grad(tv.ops.roi_pool(xa, r, (3, 2)), xa, g)[0])
+
+
 def _ms_args(scales=(0.25, 0.125), k=(2, 3)):
     return (list(scales), [2, 2], 2, False, k[0], k[1], 224, 4, 1e-6, None, False)
 
@@ -109,6 +305,9 @@ def test_ops_are_registered_in_roicore_namespace():
     for name in ("roi_pool", "roi_align", "roi_warp", "multi_scale_roi_align"):
         for suffix in ("", "_backward"):
             assert hasattr(ops, name + suffix)
+    for name in ("roi_pool", "roi_align", "roi_warp"):
+        assert hasattr(ops, name + "_with_indices")
+        assert hasattr(ops, name + "_backward_indices")
 
 
 def test_bad_dtype_and_shape_messages():
@@ -149,6 +348,38 @@ def test_compile_fullgraph_bit_identical_forward_and_backward():
         (gc,) = torch.autograd.grad(c, x, g, retain_graph=True)
         assert torch.equal(ge, gc)
         assert ge.abs().sum() > 0
+
+
+class _ConvPool(torch.nn.Module):
+    """A trainable layer before the pooler: its output requires grad while
+    torch.export traces it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+        self.pool = rt.RoIPool((3, 2), 0.5)
+
+    def forward(self, x, rois):
+        return self.pool(self.conv(x), rois)
+
+
+def test_export_of_a_trainable_model_keeps_the_plain_roi_pool():
+    x, r = torch.randn(2, 4, 20, 24), _random_rois(seed=4)
+    m = _ConvPool()
+    ep = torch.export.export(m, (x, r))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert "roicore.roi_pool.default" in targets
+    assert "roicore.roi_pool_with_indices.default" not in targets
+    assert torch.equal(ep.module()(x, r), m(x, r))
+
+
+def test_onnx_trainable_model_roi_pool_is_max_roi_pool():
+    x, r = torch.randn(2, 4, 20, 24), _random_rois(seed=5)
+    m = _ConvPool()
+    proto, got = _onnx_run(m, x, r)
+    assert [n.op_type for n in proto.graph.node if "Roi" in n.op_type] == ["MaxRoiPool"]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, m(x, r).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_export_has_the_registered_ops_and_runs():

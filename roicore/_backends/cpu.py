@@ -57,6 +57,13 @@ _ERRORS = {
 }
 
 
+SAMPLED_INDICES = (
+    "`indices` must hold the winners stored by the max-mode forward on this input and "
+    "these rois (roi_align / roi_warp(..., mode='max', return_indices=True)): a sample "
+    "iy * gw + ix of its bin's sampling grid that lies inside the map, or -1 / -2 (no "
+    "gradient)")
+
+
 def check_rois(rois: Any, N: int) -> None:
     V.check_rois_values(np.asarray(rois, dtype=np.float64), N)
 
@@ -154,15 +161,23 @@ def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
                 res: np.ndarray, indices: np.ndarray | None = None) -> None:
     nt = threads(plan, rc, xc, batch, res)
-    if indices is not None:  # RoI Pool, winners stored
-        if not plan.channels_last:  # a few RoIs: only their windows (cpu/crop_entry.h)
-            err = _cpu.pool_fwd_indices_crop(xc, rc, batch, res, indices, plan.bins,
-                                             plan.spatial_scale, nt)
-            if err != _cpu.CROP_NOT_TAKEN:
-                _raise(err)
-                return
-        # the kernel reads an NHWC map (channels in lanes): one transposed copy
+    if indices is not None and plan.op == "pool" and not plan.channels_last:
+        # RoI Pool winners, a few RoIs: only their windows (cpu/crop_entry.h)
+        err = _cpu.pool_fwd_indices_crop(xc, rc, batch, res, indices, plan.bins,
+                                         plan.spatial_scale, nt)
+        if err != _cpu.CROP_NOT_TAKEN:
+            _raise(err)
+            return
+    # winners stored: the kernels read an NHWC map (channels in lanes), an NCHW
+    # map costs one transposed copy
+    xn = None
+    if indices is not None:
         xn = xc if plan.channels_last else np.ascontiguousarray(xc.transpose(0, 2, 3, 1))
+    if indices is not None and plan.op == "sampled":  # max mode
+        err = _cpu.sampled_fwd_indices(xn, xc, rc, batch, res, indices, plan.kind,
+                                       plan.aligned, plan.sampling_ratio, plan.spatial_scale,
+                                       plan.channels_last, nt)
+    elif indices is not None:  # RoI Pool
         err = _cpu.pool_fwd_indices(xn, xc, rc, batch, res, indices, plan.bins,
                                     plan.spatial_scale, plan.channels_last, nt)
     elif plan.op == "pool":
@@ -182,8 +197,15 @@ def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
     grad_in = np.zeros(xc.shape, xc.dtype)
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
-    nt = threads(plan, rc, xc, batch, gc)
-    if indices is not None:  # RoI Pool from stored winners (validated in _api)
+    # from stored winners the input may be a zero-memory stand-in: no work estimate
+    nt = threads(plan) if indices is not None else threads(plan, rc, xc, batch, gc)
+    if indices is not None and plan.op == "sampled":  # max mode from stored winners
+        err = _cpu.sampled_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
+                                       plan.kind, plan.aligned, plan.sampling_ratio,
+                                       plan.spatial_scale, plan.channels_last, nt)
+        if err == _cpu.ERR_INDICES:
+            raise ValueError(SAMPLED_INDICES)
+    elif indices is not None:  # RoI Pool from stored winners (validated in _api)
         err = _cpu.pool_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
                                     plan.channels_last, nt)
     elif plan.op == "pool":

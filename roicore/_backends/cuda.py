@@ -179,13 +179,20 @@ def _csr(rc: Any, batch: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple
 
 
 # --------------------------------------------------------------------------- kernels
-def run_forward(plan: Any, xc: Any, rc: Any, batch: Any, res: Any) -> None:
+def run_forward(plan: Any, xc: Any, rc: Any, batch: Any, res: Any,
+                indices: Any = None) -> None:
     s = plan.shapes
     T = np.dtype(xc.dtype)
     ct, cl = S.ctype(T), plan.channels_last
     total = s.K * s.C * s.PH * s.PW
     scale = T.type(plan.spatial_scale)
-    if plan.op == "pool":
+    if indices is not None:  # RoI Pool, winners stored (one pass, int64 on the device)
+        arg = indices if indices.dtype == cupy.int64 else cupy.empty(s.out_shape, cupy.int64)
+        _launch("rc_pool_fwd_arg", ct, cl, total,
+                (xc, rc, batch, res, arg, *_dims(s), scale, np.int32(plan.bins)))
+        if arg is not indices:
+            indices[...] = arg
+    elif plan.op == "pool":
         _launch("rc_pool_fwd", ct, cl, total,
                 (xc, rc, batch, res, *_dims(s), scale, np.int32(plan.bins)))
     else:
@@ -193,7 +200,46 @@ def run_forward(plan: Any, xc: Any, rc: Any, batch: Any, res: Any) -> None:
                 (xc, rc, batch, res, *_dims(s), scale, *_sampled_flags(plan)))
 
 
-def run_backward(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any, deterministic: bool) -> Any:
+def _check_winners(winner: Any, s: V.Shapes) -> None:
+    """Stored winners in [-1, H*W) (a device reduction and one host sync; skipped
+    with the RoI check off: the kernels then ignore values out of range)."""
+    if not checks_enabled() or winner.size == 0:
+        return
+    bad = cupy.logical_or(winner < -1, winner >= s.H * s.W).any()
+    if bool(bad):
+        raise ValueError("`indices` must hold -1 or winner positions y * W + x in [0, H*W) "
+                         "of the input map (from roi_pool(..., return_indices=True) on this "
+                         "input and these rois)")
+
+
+def _backward_from_winners(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any,
+                           deterministic: bool, indices: Any) -> Any:
+    """RoI Pool backward from stored winners: the deterministic gather reads
+    them instead of recomputing (rc_pool_arg), the default scatters them with
+    atomicAdd; ``xc`` gives only the shape."""
+    s = plan.shapes
+    T = np.dtype(gc.dtype)
+    ct, cl = S.ctype(T), plan.channels_last
+    dims = _dims(s)
+    winner = cupy.ascontiguousarray(cupy.asarray(indices, dtype=cupy.int64))
+    _check_winners(winner, s)
+    if deterministic:
+        order, starts = _csr(rc, batch, s, ct, cl)
+        grad_in = cupy.empty(xc.shape, T)
+        _launch("rc_pool_bwd_gather", ct, cl, s.N * s.C * s.H * s.W,
+                (gc, winner, rc, batch, order, starts, grad_in, *dims,
+                 T.type(plan.spatial_scale), np.int32(plan.bins)))
+    else:
+        grad_in = cupy.zeros(xc.shape, T)
+        _launch("rc_pool_bwd_atomic_idx", ct, cl, s.K * s.C * s.PH * s.PW,
+                (gc, winner, batch, grad_in, *dims))
+    return grad_in
+
+
+def run_backward(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any, deterministic: bool,
+                 indices: Any = None) -> Any:
+    if indices is not None:
+        return _backward_from_winners(plan, gc, xc, rc, batch, deterministic, indices)
     s = plan.shapes
     T = np.dtype(xc.dtype)
     ct, cl = S.ctype(T), plan.channels_last
@@ -226,11 +272,12 @@ NAME = "CuPy"
 _self = sys.modules[__name__]
 
 
-def forward(plan: Any, x: Any, rois: Any, out: Any) -> Any:
-    return shared.forward(_self, plan, x, rois, out)
+def forward(plan: Any, x: Any, rois: Any, out: Any, return_indices: bool = False) -> Any:
+    return shared.forward(_self, plan, x, rois, out, return_indices)
 
 
-def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool) -> Any:
+def backward(plan: Any, grad_output: Any, x: Any, rois: Any, deterministic: bool,
+             indices: Any = None) -> Any:
     """Atomic scatter by default; ``deterministic=True``: atomic-free gather,
     bit-identical run to run (and summed in the CPU backend's order)."""
-    return shared.backward(_self, plan, grad_output, x, rois, deterministic)
+    return shared.backward(_self, plan, grad_output, x, rois, deterministic, indices)

@@ -98,10 +98,11 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any,
             return_indices: bool = False) -> Any:
     """The forward of ``plan`` on backend ``be``: ``out`` or a new array of
     ``x``'s dtype (``out`` must not overlap ``x`` or ``rois``: see
-    :func:`call_forward`); with ``return_indices`` (RoI Pool), the pair
-    (result, winners ``y * W + x`` or -1 of the result's shape, :func:`index_dtype`)."""
+    :func:`call_forward`); with ``return_indices``, the pair (result, winners of
+    the result's shape, :func:`index_dtype`: RoI Pool's ``y * W + x`` or -1, the
+    max modes' sample ``iy * gw + ix`` of the bin or -1 / -2)."""
     if return_indices:
-        idx = be.xp.empty(plan.shapes.out_shape, index_dtype(plan.shapes))
+        idx = be.xp.empty(plan.shapes.out_shape, index_dtype(plan.shapes, plan.op))
         res = _forward(be, plan, x, rois, out, idx)
         if min(plan.shapes.out_shape) == 0 or plan.shapes.H == 0 or plan.shapes.W == 0:
             idx[...] = -1
@@ -109,9 +110,12 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any,
     return _forward(be, plan, x, rois, out, None)
 
 
-def index_dtype(shapes: Any) -> np.dtype:
-    """dtype of RoI Pool's stored winners: int32 when ``H * W`` fits (half the
-    memory traffic of int64; torchvision's argmax is int32 too), else int64."""
+def index_dtype(shapes: Any, op: str = "pool") -> np.dtype:
+    """dtype of the stored winners: RoI Pool's are int32 when ``H * W`` fits (half
+    the memory traffic of int64; torchvision's argmax is int32 too), else int64;
+    the sampled ops' (a sample of the bin's grid, at most 2**24) always int32."""
+    if op != "pool":
+        return np.dtype(np.int32)
     return np.dtype(np.int32 if shapes.H * shapes.W < 2**31 else np.int64)
 
 
@@ -159,7 +163,10 @@ def backward(be: ModuleType, plan: Any, grad_output: Any, x: Any, rois: Any,
         if min(s.out_shape) == 0 or s.H == 0 or s.W == 0 or s.N == 0:
             return be.xp.zeros(x.shape, x.dtype)
         batch = be.batch_indices(rois)
-        xc = be.to_compute(x, T)
+        if indices is None:
+            xc = be.to_compute(x, T)
+        else:  # from stored winners the kernels read only x's shape: no copy of x
+            xc = be.xp.broadcast_to(be.xp.zeros((), T), x.shape)
         rc = be.to_compute(rois, T)
         gc = be.to_compute(grad_output, T)
         be.check_cost(plan, host, xc, rc, batch, gc)

@@ -7,6 +7,9 @@ Imported by :mod:`roicore.torch` (never by ``import roicore``).  Every op is a
 forward                                     backward (gradient w.r.t. the features)
 ==========================================  ==========================================
 ``roicore::roi_pool``                       ``roicore::roi_pool_backward``
+``roicore::roi_pool_with_indices``          ``roicore::roi_pool_backward_indices``
+``roicore::roi_align_with_indices``         ``roicore::roi_align_backward_indices``
+``roicore::roi_warp_with_indices``          ``roicore::roi_warp_backward_indices``
 ``roicore::roi_align``                      ``roicore::roi_align_backward``
 ``roicore::roi_warp``                       ``roicore::roi_warp_backward``
 ``roicore::multi_scale_roi_align``          ``roicore::multi_scale_roi_align_backward``
@@ -18,6 +21,13 @@ tensors' memory: no copy for contiguous float16/32/64 input), a CUDA kernel
 dtypes to FakeTensor / dynamo / ``torch.export``, an autograd formula (the
 backward op; differentiating the backward op raises), and an autocast rule
 (torchvision's for ``roi_align``: run in float32, return the input's dtype).
+
+``roicore::roi_pool_with_indices`` returns (output, winners) and is what
+:func:`roicore.torch.roi_pool` runs when a gradient is needed: its backward
+scatters through the stored winners (bit-identical to the recomputing
+``roi_pool_backward``) and keeps only the input's shape, not the input.  The
+``roi_align`` / ``roi_warp`` ones (``mode="max"``, CPU) run only with
+``return_indices=True`` (the recomputing max-mode backward is cheaper).
 
 bfloat16 tensors are computed in float32 and returned as bfloat16 (as float16).
 """
@@ -138,6 +148,119 @@ def roi_pool_backward(grad_output: Tensor, input: Tensor, rois: Tensor, output_s
                           deterministic=deterministic))
 
 
+# ----------------------------------------------------------------- roi_pool, stored winners
+# The op autograd uses: the forward also returns each output element's winner
+# (y * W + x in its (image, channel) plane, -1 for none; int32 when H * W < 2**31,
+# else int64) and the backward scatters through them instead of recomputing the
+# maxima from the input, which is therefore not saved (only its shape).
+def _index_dtype(H: Any, W: Any) -> torch.dtype:
+    return torch.int32 if H * W < 2**31 else torch.int64
+
+
+def _forward_indices(fn: Any, input: Tensor, rois: Tensor, kw: dict) -> tuple[Tensor, Tensor]:
+    kw = dict(kw, return_indices=True)
+    if input.device.type == "cpu":
+        out, idx = fn(_numpy(input), _numpy(rois.cpu()), **kw)
+    else:
+        out, idx = fn(_device_arg(input), _device_arg(rois), **kw)
+    idx = torch.from_numpy(idx) if isinstance(idx, np.ndarray) else idx
+    return _as_dtype(out, input.dtype), idx
+
+
+def _backward_indices(fn: Any, grad_output: Tensor, indices: Tensor, rois: Tensor,
+                      input_shape: list[int], kw: dict) -> Tensor:
+    """The backward from stored winners: the input map is not needed, only its
+    shape (the gradient has grad_output's dtype)."""
+    if grad_output.device.type == "cpu":
+        g = _numpy(grad_output)
+        # a stand-in of the input's shape and dtype (no memory): the backward
+        # from winners reads only its shape
+        shape_only = np.broadcast_to(np.zeros((), g.dtype), tuple(input_shape))
+        res = fn(g, shape_only, _numpy(rois.cpu()), indices=indices.detach().numpy(), **kw)
+    else:
+        g = _device_arg(grad_output)
+        shape_only = torch.zeros((), dtype=g.dtype, device=g.device).expand(*input_shape)
+        res = fn(g, shape_only, _device_arg(rois), indices=indices.detach(), **kw)
+    return _as_dtype(res, grad_output.dtype)
+
+
+@torch.library.custom_op("roicore::roi_pool_with_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_pool_with_indices(input: Tensor, rois: Tensor, output_size: list[int],
+                          spatial_scale: float, bins: str, layout: str, num_threads: int | None,
+                          deterministic: bool) -> tuple[Tensor, Tensor]:
+    return _forward_indices(_api.roi_pool, input, rois,
+                            dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                 bins=bins, layout=layout, num_threads=num_threads))
+
+
+@torch.library.custom_op("roicore::roi_pool_backward_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_pool_backward_indices(grad_output: Tensor, indices: Tensor, rois: Tensor,
+                              input_shape: list[int], output_size: list[int],
+                              spatial_scale: float, bins: str, layout: str,
+                              num_threads: int | None, deterministic: bool) -> Tensor:
+    return _backward_indices(_api.roi_pool_backward, grad_output, indices, rois, input_shape,
+                             dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                  bins=bins, layout=layout, num_threads=num_threads,
+                                  deterministic=deterministic))
+
+
+# ------------------------------------------------ roi_align / roi_warp (mode="max"), stored winners
+# The same for the max modes (CPU backend): the winner is a sample of the bin's
+# grid (iy * gw + ix; -1 / -2: no gradient), always int32.
+@torch.library.custom_op("roicore::roi_align_with_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_align_with_indices(input: Tensor, rois: Tensor, output_size: list[int],
+                           spatial_scale: float, sampling_ratio: int, aligned: bool, mode: str,
+                           layout: str, num_threads: int | None,
+                           deterministic: bool) -> tuple[Tensor, Tensor]:
+    return _forward_indices(_api.roi_align, input, rois,
+                            dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                 sampling_ratio=sampling_ratio, aligned=aligned, mode=mode,
+                                 layout=layout, num_threads=num_threads))
+
+
+@torch.library.custom_op("roicore::roi_align_backward_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_align_backward_indices(grad_output: Tensor, indices: Tensor, rois: Tensor,
+                               input_shape: list[int], output_size: list[int],
+                               spatial_scale: float, sampling_ratio: int, aligned: bool,
+                               mode: str, layout: str, num_threads: int | None,
+                               deterministic: bool) -> Tensor:
+    return _backward_indices(_api.roi_align_backward, grad_output, indices, rois, input_shape,
+                             dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                  sampling_ratio=sampling_ratio, aligned=aligned, mode=mode,
+                                  layout=layout, num_threads=num_threads,
+                                  deterministic=deterministic))
+
+
+@torch.library.custom_op("roicore::roi_warp_with_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_warp_with_indices(input: Tensor, rois: Tensor, output_size: list[int],
+                          spatial_scale: float, sampling_ratio: int, mode: str,
+                          compat: str | None, layout: str, num_threads: int | None,
+                          deterministic: bool) -> tuple[Tensor, Tensor]:
+    return _forward_indices(_api.roi_warp, input, rois,
+                            dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                 sampling_ratio=sampling_ratio, mode=mode, compat=compat,
+                                 layout=layout, num_threads=num_threads))
+
+
+@torch.library.custom_op("roicore::roi_warp_backward_indices", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def roi_warp_backward_indices(grad_output: Tensor, indices: Tensor, rois: Tensor,
+                              input_shape: list[int], output_size: list[int],
+                              spatial_scale: float, sampling_ratio: int, mode: str,
+                              compat: str | None, layout: str, num_threads: int | None,
+                              deterministic: bool) -> Tensor:
+    return _backward_indices(_api.roi_warp_backward, grad_output, indices, rois, input_shape,
+                             dict(output_size=tuple(output_size), spatial_scale=spatial_scale,
+                                  sampling_ratio=sampling_ratio, mode=mode, compat=compat,
+                                  layout=layout, num_threads=num_threads,
+                                  deterministic=deterministic))
+
+
 # --------------------------------------------------------------------------- roi_align
 @torch.library.custom_op("roicore::roi_align", mutates_args=(), device_types=("cpu", "cuda"))
 def roi_align(input: Tensor, rois: Tensor, output_size: list[int], spatial_scale: float,
@@ -196,6 +319,35 @@ def _fake_backward(grad_output: Tensor, input: Tensor, rois: Tensor, output_size
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
+def _fake_forward_indices(input: Tensor, rois: Tensor, output_size: list[int],
+                          *args: Any) -> tuple[Tensor, Tensor]:
+    layout = args[-3]
+    shape = _out_shape(input, rois, output_size, layout)
+    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+
+
+@roi_pool_with_indices.register_fake
+def _(input: Tensor, rois: Tensor, output_size: list[int], *args: Any) -> tuple[Tensor, Tensor]:
+    layout = args[-3]
+    shape = _out_shape(input, rois, output_size, layout)
+    H, W = (input.shape[1], input.shape[2]) if layout == "NHWC" else input.shape[2:]
+    return input.new_empty(shape), input.new_empty(shape, dtype=_index_dtype(H, W))
+
+
+def _fake_backward_indices(grad_output: Tensor, indices: Tensor, rois: Tensor,
+                           input_shape: list[int], *args: Any) -> Tensor:
+    check_rois(rois)
+    if indices.shape != grad_output.shape or indices.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"`indices` must be an int32/int64 tensor of grad_output's shape "
+            f"{tuple(grad_output.shape)}; got {indices.dtype} {tuple(indices.shape)}")
+    return grad_output.new_empty(tuple(input_shape))
+
+
+for _op in (roi_align_with_indices, roi_warp_with_indices):
+    _op.register_fake(_fake_forward_indices)
+for _op in (roi_pool_backward_indices, roi_align_backward_indices, roi_warp_backward_indices):
+    _op.register_fake(_fake_backward_indices)
 for _op in (roi_pool, roi_align, roi_warp):
     _op.register_fake(_fake_forward)
 for _op in (roi_pool_backward, roi_align_backward, roi_warp_backward):
@@ -220,9 +372,37 @@ def _make_backward(backward_op: Any) -> Any:
     return backward
 
 
+def _idx_setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    input, rois, *params = inputs
+    _, indices = output
+    ctx.mark_non_differentiable(indices)
+    # no zero-filled gradient of the (K, C, PH, PW) winners for the backward
+    ctx.set_materialize_grads(False)
+    ctx.params = params
+    ctx.input_shape = list(input.shape)  # the input itself is not kept
+    ctx.save_for_backward(indices, rois)
+
+
+def _make_idx_backward(backward_op: Any) -> Any:
+    def backward(ctx: Any, grad_output: Tensor, grad_indices: Any) -> tuple:
+        indices, rois = ctx.saved_tensors
+        grad_input = None
+        if ctx.needs_input_grad[0] and grad_output is not None:
+            grad_input = backward_op(grad_output, indices, rois, ctx.input_shape, *ctx.params)
+        return (grad_input, None) + (None,) * len(ctx.params)
+
+    return backward
+
+
 roi_pool.register_autograd(_make_backward(roi_pool_backward), setup_context=_setup_context)
 roi_align.register_autograd(_make_backward(roi_align_backward), setup_context=_setup_context)
 roi_warp.register_autograd(_make_backward(roi_warp_backward), setup_context=_setup_context)
+for _fwd, _bwd, _name in (
+        (roi_pool_with_indices, roi_pool_backward_indices, "roi_pool_with_indices"),
+        (roi_align_with_indices, roi_align_backward_indices, "roi_align_with_indices"),
+        (roi_warp_with_indices, roi_warp_backward_indices, "roi_warp_with_indices")):
+    _fwd.register_autograd(_make_idx_backward(_bwd), setup_context=_idx_setup_context)
+    _bwd.register_autograd(_no_double_backward(_name))
 roi_pool_backward.register_autograd(_no_double_backward("roi_pool"))
 roi_align_backward.register_autograd(_no_double_backward("roi_align"))
 roi_warp_backward.register_autograd(_no_double_backward("roi_warp"))
@@ -390,6 +570,15 @@ def _autocast_single(op: Any) -> Any:
     return kernel
 
 
+def _autocast_with_indices(op: Any) -> Any:
+    def kernel(input: Tensor, rois: Tensor, *args: Any) -> tuple[Tensor, Tensor]:
+        with _excluded():
+            out, indices = op(_f32(input), _f32(rois), *args)
+            return out.to(input.dtype), indices
+
+    return kernel
+
+
 def _autocast_multi(features: list[Tensor], rois: Tensor, *args: Any) -> Tensor:
     with _excluded():
         return multi_scale_roi_align([_f32(f) for f in features], _f32(rois),
@@ -400,6 +589,10 @@ for _key in _AUTOCAST_KEYS:
     for _name, _op in (("roi_pool", roi_pool), ("roi_align", roi_align),
                        ("roi_warp", roi_warp)):
         _autocast_lib.impl(_name, _autocast_single(_op), _key)
+    for _name, _op in (("roi_pool_with_indices", roi_pool_with_indices),
+                       ("roi_align_with_indices", roi_align_with_indices),
+                       ("roi_warp_with_indices", roi_warp_with_indices)):
+        _autocast_lib.impl(_name, _autocast_with_indices(_op), _key)
     _autocast_lib.impl("multi_scale_roi_align", _autocast_multi, _key)
 
-del _op, _key, _name
+del _op, _key, _name, _fwd, _bwd

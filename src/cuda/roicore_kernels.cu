@@ -28,6 +28,8 @@
  *                              deterministic backward
  *   rc_pool_fwd<T, CL>         RoI Pool forward, one thread per output
  *   rc_pool_arg<T, CL>         winner (y*W + x, -1 none) per output
+ *   rc_pool_fwd_arg<T, CL>     forward and winner in one pass (stored winners)
+ *   rc_pool_bwd_atomic_idx<T, CL>  backward from stored winners, atomicAdd
  *   rc_pool_bwd_atomic<T, CL>  backward, atomicAdd scatter (fast)
  *   rc_pool_bwd_gather<T, CL>  backward, one thread per input element, no
  *                              atomics (deterministic; same summation order
@@ -363,6 +365,47 @@ __global__ void rc_pool_arg(const T* __restrict__ x, const T* __restrict__ rois,
     rc_pool_out<T, CL>(x, rois, batch, N, C, H, W, PH, PW, scale, bins, k, c, ph, pw,
                        &n, &arg);
     argmax[o] = arg;
+  }
+}
+
+/* Forward and winner of every output in one pass (stored winners). */
+template <typename T, bool CL>
+__global__ void rc_pool_fwd_arg(const T* __restrict__ x, const T* __restrict__ rois,
+                                const rc_index* __restrict__ batch,
+                                T* __restrict__ out, rc_index* __restrict__ argmax,
+                                const rc_index N, const rc_index C, const rc_index H,
+                                const rc_index W, const rc_index K,
+                                const rc_index PH, const rc_index PW,
+                                const T scale, const int bins) {
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw, n, arg;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    out[o] = rc_pool_out<T, CL>(x, rois, batch, N, C, H, W, PH, PW, scale, bins, k,
+                                c, ph, pw, &n, &arg);
+    argmax[o] = arg;
+  }
+}
+
+/* Backward from stored winners, atomicAdd scatter; a winner outside
+ * [0, H*W) or a RoI with an invalid batch index adds nothing. */
+template <typename T, bool CL>
+__global__ void rc_pool_bwd_atomic_idx(const T* __restrict__ grad_out,
+                                       const rc_index* __restrict__ argmax,
+                                       const rc_index* __restrict__ batch,
+                                       T* __restrict__ grad_in, const rc_index N,
+                                       const rc_index C, const rc_index H,
+                                       const rc_index W, const rc_index K,
+                                       const rc_index PH, const rc_index PW) {
+  const RcStrides<CL> st(C, H, W);
+  RC_GRID_STRIDE(o, K * C * PH * PW) {
+    rc_index k, c, ph, pw;
+    rc_out_coords<CL>(o, C, PH, PW, &k, &c, &ph, &pw);
+    const rc_index n = rc_batch_index(batch, k, N);
+    const rc_index arg = argmax[o];
+    if (n < 0 || arg < 0 || arg >= H * W) continue;
+    rc_atomic_add(grad_in + n * st.sn + c * st.sc + (arg / W) * st.sy +
+                      (arg % W) * st.sx,
+                  grad_out[o]);
   }
 }
 

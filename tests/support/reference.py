@@ -30,6 +30,7 @@ __all__ = [
     "quantize_rois",
     "roi_align",
     "roi_align_backward",
+    "roi_align_max_winners",
     "roi_pool",
     "roi_pool_argmax",
     "roi_pool_backward",
@@ -357,6 +358,42 @@ def roi_align(
                             continue
                         out[k, c, ph, pw] = _max_winner(plane, samples, T)[0]
     return out
+
+
+def roi_align_max_winners(
+    input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False
+):
+    """Max-mode RoI Align forward with its winners: ``(out, winners)``.
+
+    ``winners[k, c, ph, pw]`` is the position ``iy * gw + ix`` of the winning sample in
+    its bin's sampling grid (samples in (iy outer, ix inner) order), ``-1`` when the bin
+    has no samples or no sample wins (all NaN), ``-2`` when an out-of-range sample (the
+    value 0) leads (both: no gradient, as ``_max_winner`` returns ``None``).
+    """
+    x, T, PH, PW, s, roi_list = _align_common(
+        input, rois, output_size, spatial_scale, sampling_ratio, aligned, "max"
+    )
+    _, C, H, W = x.shape
+    out = np.zeros((len(roi_list), C, PH, PW), dtype=T)
+    win = np.full((len(roi_list), C, PH, PW), -1, dtype=np.int64)
+    for k, roi in enumerate(roi_list):
+        b = roi[0]
+        for ph in range(PH):
+            for pw in range(PW):
+                samples, _ = align_bin_samples(
+                    roi, ph, pw, PH, PW, H, W, s, sampling_ratio, aligned, T
+                )
+                if not samples:
+                    continue
+                for c in range(C):
+                    maxval, w = T(np.finfo(T).min), -1
+                    for i, smp in enumerate(samples):
+                        v = T(0) if smp is None else _interp(x[b, c], smp)
+                        if v > maxval:
+                            maxval, w = v, (i if smp is not None else -2)
+                    out[k, c, ph, pw] = maxval
+                    win[k, c, ph, pw] = w
+    return out, win
 
 
 def roi_align_backward(

@@ -44,6 +44,8 @@
  *   crop.h               NCHW forward of a few RoIs: only each RoI's window
  *   crop_entry.h         ... and RoI Pool's stored winners on that path
  *   driver.h             cost model, parallel loops, entry points
+ *   pool_indices.h       RoI Pool with stored winners (return_indices / indices=)
+ *   sampled_indices.h    max-mode RoI Align / Warp with stored winners
  * The per-element maths shared with the CUDA kernels is in roi_common.h.
  */
 #ifndef ROICORE_ROI_CPU_H_
@@ -52,5 +54,6 @@
 #include "roicore/cpu/driver.h"
 #include "roicore/cpu/pool_indices.h"
 #include "roicore/cpu/crop_entry.h"
+#include "roicore/cpu/sampled_indices.h"
 
 #endif  // ROICORE_ROI_CPU_H_

@@ -328,11 +328,11 @@ RC_AI void crop_fwd_item(const VJob<T>& j, CropScratch<T>& s, rc_index it) {
   crop_load<T, L, ISA>(j.in, g, n, c0, nc, y0, y1, x0, x1, s.win);
   if (POOL) {
     const rc_index* t = s.ptab;
-    v_pool_fwd<T, L, true>(s.win, L, (x1 - x0) * L, L, t, t + g.PH,
+    v_pool_fwd<T, L, RcVecBytes<ISA>::value, true>(s.win, L, (x1 - x0) * L, L, t, t + g.PH,
                            t + 2 * g.PH, t + 2 * g.PH + g.PW, g.PH, g.PW,
                            s.tile);
   } else {
-    v_sampled_fwd<T, L, true>(s.win, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
+    v_sampled_fwd<T, L, RcVecBytes<ISA>::value, true>(s.win, L, s.ty, s.tx, g.PH, g.PW, j.sp.max_mode,
                               s.tile);
   }
   v_store_tile<T, L, ISA>(j, s.tile, nullptr, k, c0, nc);

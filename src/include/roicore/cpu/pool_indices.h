@@ -10,14 +10,147 @@
 #ifndef ROICORE_CPU_POOL_INDICES_H_
 #define ROICORE_CPU_POOL_INDICES_H_
 
+#include <cstring>
+
 #include "roicore/cpu/reference_pool.h"
 
 namespace roicore {
 
+/* One bin of one group of lanes (L at compile time when FULL, so the
+ * running max and winner stay in registers): the running max and its winner
+ * per channel (strict '>', row-major: rc_pool_max's rules), as two
+ * branch-free passes (as v_pool_bwd): the max, then, scanning backwards, the
+ * first pixel (row-major) holding it; a max still at lowest means no pixel
+ * won. */
+template <typename T, typename I, int L, bool FULL>
+RC_AI void pool_idx_bin(const T* base, int nc, rc_index sy, rc_index sx,
+                        rc_index W, rc_index h0, rc_index h1, rc_index w0,
+                        rc_index w1, T* dv, I* di) {
+  const int n = FULL ? L : nc;
+  const T lowest = rc_lowest<T>();
+  T best[L];
+  I arg[L];
+  for (int l = 0; l < n; ++l) {
+    best[l] = lowest;
+    arg[l] = -1;
+  }
+  for (rc_index h = h0; h < h1; ++h)
+    for (rc_index w = w0; w < w1; ++w) {
+      const T* p = base + h * sy + w * sx;
+#pragma omp simd
+      for (int l = 0; l < n; ++l) best[l] = p[l] > best[l] ? p[l] : best[l];
+    }
+  for (rc_index h = h1 - 1; h >= h0; --h)
+    for (rc_index w = w1 - 1; w >= w0; --w) {
+      const T* p = base + h * sy + w * sx;
+      const I cand = static_cast<I>(h * W + w);
+#pragma omp simd
+      for (int l = 0; l < n; ++l) arg[l] = p[l] == best[l] ? cand : arg[l];
+    }
+  for (int l = 0; l < n; ++l) {
+    dv[l] = best[l];
+    di[l] = best[l] > lowest ? arg[l] : static_cast<I>(-1);
+  }
+}
+
+/* The bins of one item (image n >= 0, channels c0 .. c0+nc) into the
+ * bin-major tiles tv / ti (CB lanes per bin), L lanes at a time.  Compiled
+ * once per instruction set below (the loops over lanes vectorise). */
+template <typename T, typename I, int L>
+RC_AI void pool_idx_bins_l(const T* base, rc_index sy, rc_index sx, rc_index W,
+                           const rc_index* hlo, const rc_index* hhi,
+                           const rc_index* wlo, const rc_index* whi,
+                           rc_index PH, rc_index PW, rc_index nc, rc_index CB,
+                           T* tv, I* ti) {
+  for (rc_index ph = 0; ph < PH; ++ph)
+    for (rc_index pw = 0; pw < PW; ++pw) {
+      T* dv = tv + (ph * PW + pw) * CB;
+      I* di = ti + (ph * PW + pw) * CB;
+      if (hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
+        for (rc_index l = 0; l < nc; ++l) {
+          dv[l] = (T)0;
+          di[l] = -1;
+        }
+        continue;
+      }
+      rc_index l0 = 0;
+      for (; l0 + L <= nc; l0 += L)
+        pool_idx_bin<T, I, L, true>(base + l0, L, sy, sx, W, hlo[ph], hhi[ph],
+                                    wlo[pw], whi[pw], dv + l0, di + l0);
+      if (l0 < nc)
+        pool_idx_bin<T, I, L, false>(base + l0, static_cast<int>(nc - l0), sy,
+                                     sx, W, hlo[ph], hhi[ph], wlo[pw], whi[pw],
+                                     dv + l0, di + l0);
+    }
+}
+
+/* Lanes per group: the lane kernels' (cpu/isa_entry.h Lanes): 256 bytes with
+ * AVX-512, 128 otherwise, so a bin's pixel loops run once per 64 floats. */
+template <typename T, int ISA>
+struct IdxLanes {
+  static constexpr int value =
+      static_cast<int>((ISA >= RC_ISA_AVX512 ? 256 : 128) / sizeof(T));
+};
+
+template <typename T, typename I, int ISA>
+RC_AI void pool_idx_bins(const T* base, rc_index sy, rc_index sx, rc_index W,
+                         const rc_index* hlo, const rc_index* hhi,
+                         const rc_index* wlo, const rc_index* whi, rc_index PH,
+                         rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
+  pool_idx_bins_l<T, I, IdxLanes<T, ISA>::value>(
+      base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv, ti);
+}
+
+template <typename T, typename I>
+struct PoolIdxBins {
+  typedef void (*Fn)(const T*, rc_index, rc_index, rc_index, const rc_index*,
+                     const rc_index*, const rc_index*, const rc_index*,
+                     rc_index, rc_index, rc_index, rc_index, T*, I*);
+};
+
+template <typename T, typename I>
+void pool_idx_bins_baseline(const T* base, rc_index sy, rc_index sx, rc_index W,
+                            const rc_index* hlo, const rc_index* hhi,
+                            const rc_index* wlo, const rc_index* whi,
+                            rc_index PH, rc_index PW, rc_index nc, rc_index CB,
+                            T* tv, I* ti) {
+  pool_idx_bins<T, I, RC_ISA_BASELINE>(base, sy, sx, W, hlo, hhi, wlo, whi, PH,
+                                       PW, nc, CB, tv, ti);
+}
+#if RC_X86_DISPATCH
+template <typename T, typename I>
+RC_TARGET_AVX2 void pool_idx_bins_avx2(
+    const T* base, rc_index sy, rc_index sx, rc_index W, const rc_index* hlo,
+    const rc_index* hhi, const rc_index* wlo, const rc_index* whi, rc_index PH,
+    rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
+  pool_idx_bins<T, I, RC_ISA_AVX2>(base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW,
+                                   nc, CB, tv, ti);
+}
+template <typename T, typename I>
+RC_TARGET_AVX512 void pool_idx_bins_avx512(
+    const T* base, rc_index sy, rc_index sx, rc_index W, const rc_index* hlo,
+    const rc_index* hhi, const rc_index* wlo, const rc_index* whi, rc_index PH,
+    rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
+  pool_idx_bins<T, I, RC_ISA_AVX512>(base, sy, sx, W, hlo, hhi, wlo, whi, PH,
+                                     PW, nc, CB, tv, ti);
+}
+#endif
+
+template <typename T, typename I>
+typename PoolIdxBins<T, I>::Fn pool_idx_bins_for_isa() {
+#if RC_X86_DISPATCH
+  const int isa = rc_isa();
+  if (isa >= RC_ISA_AVX512) return pool_idx_bins_avx512<T, I>;
+  if (isa >= RC_ISA_AVX2) return pool_idx_bins_avx2<T, I>;
+#endif
+  return pool_idx_bins_baseline<T, I>;
+}
+
 /* `in` is always NHWC (the caller transposes an NCHW map): an item is a RoI
- * and a block of up to 64 channels, the running max and its winner kept per
- * channel in lanes (strict '>', row-major: rc_pool_max's rules).  `out` and
- * `idx` have g's layout. */
+ * and a block of up to 64 channels (pool_idx_bins).  Every bin writes its
+ * lanes to a per-thread tile (bin-major); the item then copies the tile to
+ * `out` and `idx` (which have g's layout) with contiguous stores (a
+ * transpose for NCHW) rather than 2 x 64 strided stores per bin. */
 template <typename T, typename I>
 int pool_forward_idx(const T* in, const T* rois, T* out, I* idx,
                      const Geom& g, T scale, int bins, int nthreads) {
@@ -25,75 +158,64 @@ int pool_forward_idx(const T* in, const T* rois, T* out, I* idx,
   const rc_index CB = 64;
   const rc_index nblk = (g.C + CB - 1) / CB;
   const rc_index items = g.K * nblk;
+  const rc_index nbins = g.PH * g.PW;
   const rc_index sy = g.W * g.C, sx = g.C, sn = g.H * g.W * g.C;
   const int nt = rc_threads(nthreads, items);
+  const typename PoolIdxBins<T, I>::Fn run = pool_idx_bins_for_isa<T, I>();
   int err = 0;
 #pragma omp parallel num_threads(nt)
   {
-    rc_index* tab = static_cast<rc_index*>(
-        std::malloc(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)));
-    if (!tab) {
+    const size_t tab_bytes =
+        sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW);
+    const size_t tile = static_cast<size_t>(nbins * CB);
+    char* mem = static_cast<char*>(
+        std::malloc(tab_bytes + tile * (sizeof(T) + sizeof(I)) + 64));
+    if (!mem) {
 #pragma omp atomic write
       err = RC_ERR_NOMEM;
     }
     rc_index last_k = -1;
+    rc_index* tab = reinterpret_cast<rc_index*>(mem);
     rc_index *hlo = tab, *hhi = tab + g.PH, *wlo = tab + 2 * g.PH,
              *whi = tab + 2 * g.PH + g.PW;
-    T best[CB];
-    I arg[CB];
+    T* tv = mem ? reinterpret_cast<T*>(mem + tab_bytes) : nullptr;
+    I* ti = mem ? reinterpret_cast<I*>(mem + tab_bytes + tile * sizeof(T))
+                : nullptr;
 #pragma omp for schedule(dynamic, 4)
     for (rc_index it = 0; it < items; ++it) {
-      if (!tab) continue;
+      if (!mem) continue;
       const rc_index k = it / nblk, c0 = (it % nblk) * CB;
       const rc_index nc = g.C - c0 < CB ? g.C - c0 : CB;
       const rc_index n = rc_batch(g, k);
-      if (n >= 0 && k != last_k) {
-        pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
-        last_k = k;
-      }
-      const T* base = in + (n < 0 ? 0 : n) * sn + c0;
-      for (rc_index ph = 0; ph < g.PH; ++ph)
-        for (rc_index pw = 0; pw < g.PW; ++pw) {
-          const rc_index o = k * st.on + c0 * st.oc + ph * st.oy + pw * st.ox;
-          if (n < 0 || hhi[ph] <= hlo[ph] || whi[pw] <= wlo[pw]) {
-            for (rc_index l = 0; l < nc; ++l) {
-              out[o + l * st.oc] = (T)0;
-              idx[o + l * st.oc] = -1;
-            }
-            continue;
-          }
-          for (rc_index l = 0; l < nc; ++l) {
-            best[l] = rc_lowest<T>();
-            arg[l] = -1;
-          }
-          /* two branch-free passes (as v_pool_bwd): the running max, then,
-           * scanning backwards, the first pixel (row-major) holding it; a
-           * max still at lowest means no pixel won */
-          for (rc_index h = hlo[ph]; h < hhi[ph]; ++h)
-            for (rc_index w = wlo[pw]; w < whi[pw]; ++w) {
-              const T* p = base + h * sy + w * sx;
-#pragma omp simd
-              for (rc_index l = 0; l < nc; ++l)
-                best[l] = p[l] > best[l] ? p[l] : best[l];
-            }
-          for (rc_index h = hhi[ph] - 1; h >= hlo[ph]; --h)
-            for (rc_index w = whi[pw] - 1; w >= wlo[pw]; --w) {
-              const T* p = base + h * sy + w * sx;
-              const I cand = static_cast<I>(h * g.W + w);
-#pragma omp simd
-              for (rc_index l = 0; l < nc; ++l)
-                arg[l] = p[l] == best[l] ? cand : arg[l];
-            }
-          const T lowest = rc_lowest<T>();
-          for (rc_index l = 0; l < nc; ++l)
-            if (!(best[l] > lowest)) arg[l] = -1;
-          for (rc_index l = 0; l < nc; ++l) {
-            out[o + l * st.oc] = best[l];
-            idx[o + l * st.oc] = arg[l];
-          }
+      if (n < 0) {
+        for (rc_index i = 0; i < nbins * CB; ++i) {
+          tv[i] = (T)0;
+          ti[i] = -1;
         }
+      } else {
+        if (k != last_k) {
+          pool_tabs<T>(bins, rois + 5 * k, scale, g, hlo, hhi, wlo, whi);
+          last_k = k;
+        }
+        run(in + n * sn + c0, sy, sx, g.W, hlo, hhi, wlo, whi, g.PH, g.PW, nc,
+            CB, tv, ti);
+      }
+      const rc_index ob = k * st.on + c0 * st.oc;
+      if (g.channels_last) {
+        for (rc_index b = 0; b < nbins; ++b) {
+          std::memcpy(out + ob + b * g.C, tv + b * CB, sizeof(T) * nc);
+          std::memcpy(idx + ob + b * g.C, ti + b * CB, sizeof(I) * nc);
+        }
+      } else {
+        for (rc_index l = 0; l < nc; ++l) {
+          T* ov = out + ob + l * nbins;
+          I* oi = idx + ob + l * nbins;
+          for (rc_index b = 0; b < nbins; ++b) ov[b] = tv[b * CB + l];
+          for (rc_index b = 0; b < nbins; ++b) oi[b] = ti[b * CB + l];
+        }
+      }
     }
-    std::free(tab);
+    std::free(mem);
   }
   return err;
 }

@@ -143,6 +143,14 @@ def arange(*args, **kwargs):
     return _w(np.arange(*args, **kwargs))
 
 
+def broadcast_to(a, shape):
+    return _w(np.broadcast_to(np.asarray(a), shape))
+
+
+def logical_or(a, b):
+    return _w(np.logical_or(np.asarray(a), np.asarray(b)))
+
+
 def concatenate(parts, axis=0):
     return _w(np.concatenate([np.asarray(p) for p in parts], axis=axis))
 
