@@ -618,16 +618,14 @@ def _burners(n: int) -> Iterator[None]:
 
 def _items_report(workloads: list[_workloads.Workload], dtype: np.dtype,
                   thread_counts: list[int]) -> None:
-    """The parallel-item report of the CPU backward (see roicore._backends.cpu)."""
-    from .._backends import cpu as _cpu_backend
+    """The parallel-item report of the CPU backward (roicore._cli.backward_items): for
+    this run's thread counts and 16/32/64/128 threads."""
+    from .backward_items import format_report, item_report
 
-    report = getattr(_cpu_backend, "backward_items", None)
+    names = [w.name.split("-")[0] for w in workloads]
+    threads = sorted(set(thread_counts) | {16, 32, 64, 128})
     print("\nCPU backward: parallel work items")
-    if report is None:
-        print("  (not available in this build)")
-        return
-    for line in report(workloads, dtype, thread_counts):
-        print("  " + line)
+    print(format_report(item_report(names, threads, dtype=dtype)))
 
 
 def _print_context(peers: dict[str, str], notes: list[str],
