@@ -467,6 +467,14 @@ def pool_bwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarra
     return _finish(_pbwd(grad_out, inp, rois, o, bs, grad_in, g, scale, bins, nthreads), box)
 
 
+cdef _check_nhwc(cnp.ndarray nhwc, cnp.ndarray inp, const Geom& g):
+    """``nhwc`` is ``inp``'s map as a C-contiguous NHWC array (the stored-winner kernels)."""
+    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
+            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
+            or nhwc.shape[3] != g.C):
+        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
+
+
 def pool_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
                      cnp.ndarray out, cnp.ndarray indices, int bins, double scale,
                      bint channels_last, int nthreads):
@@ -477,10 +485,7 @@ def pool_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp.nd
     _check_indices_array(indices, out)
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
-    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
-            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
-            or nhwc.shape[3] != g.C):
-        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
+    _check_nhwc(nhwc, inp, g)
     if inp.dtype.itemsize == 4:
         return _finish(_pfwd_idx(nhwc, rois, out, indices, g, <float>scale, bins, nthreads),
                        box)
@@ -644,10 +649,7 @@ def sampled_fwd_indices(cnp.ndarray nhwc, cnp.ndarray inp, cnp.ndarray rois, cnp
     _check_sampled_indices(indices, out)
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, channels_last, box)
-    if (nhwc.ndim != 4 or not nhwc.flags.c_contiguous or nhwc.dtype != inp.dtype
-            or nhwc.shape[0] != g.N or nhwc.shape[1] != g.H or nhwc.shape[2] != g.W
-            or nhwc.shape[3] != g.C):
-        raise ValueError("nhwc must be the input map as a C-contiguous NHWC array")
+    _check_nhwc(nhwc, inp, g)
     cdef SampledParams sp = _params(kind, aligned, True, sampling_ratio)
     if inp.dtype.itemsize == 4:
         return _finish(_sfwd_idx(nhwc, rois, out, indices, g, <float>scale, sp, nthreads),
