@@ -17,6 +17,7 @@ from cython cimport floating
 from libcpp cimport bool as cbool
 
 cimport numpy as cnp
+import numpy as np
 
 from _omp cimport ROICORE_OPENMP, rc_omp_get_max_threads
 
@@ -675,3 +676,80 @@ def sampled_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray i
                                  nthreads), box)
     return _finish(_sbwd_idx(grad_out, indices, rois, o, bs, grad_in, g, scale, sp, nthreads),
                    box)
+
+
+# --- recycled memory for large fresh outputs (cpu/output_cache.h)
+cdef extern from "roicore/roi_cpu.h" namespace "roicore":
+    void* rc_cache_alloc(size_t nbytes, size_t* size, cbool* fresh) nogil
+    void rc_cache_free(void* p, size_t n) nogil
+    size_t rc_cache_set_limit(size_t limit) nogil
+    void rc_cache_stats(size_t* limit, size_t* held, int* count, size_t* reused,
+                        size_t* mapped) nogil
+    void rc_zero(void* p, size_t nbytes, int nthreads) nogil
+
+
+cdef class _CachedBlock:
+    """Owner of one output-cache mapping: the base of the arrays made from it;
+    when the last of them dies the mapping goes back to the cache."""
+    cdef void* ptr
+    cdef size_t size
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            rc_cache_free(self.ptr, self.size)
+            self.ptr = NULL
+
+
+def cached_empty(tuple shape, dtype, bint zero=False, int nthreads=1):
+    """A C-contiguous array of ``shape`` and ``dtype`` in output-cache memory
+    (zeroed with ``nthreads`` threads when ``zero``), or None when the array is
+    below the cache's size floor, the cache is off, or the platform has none
+    (the caller then allocates with NumPy)."""
+    cdef cnp.dtype dt = np.dtype(dtype)
+    cdef Py_ssize_t count = 1
+    cdef cnp.npy_intp dims[32]
+    cdef int nd = len(shape)
+    cdef size_t size = 0
+    cdef cbool fresh = False
+    cdef size_t nbytes
+    cdef void* p
+    if nd > 32 or dt.hasobject or not dt.isnative or dt.kind not in "fiu":
+        return None
+    for i in range(nd):
+        dims[i] = shape[i]
+        count *= shape[i]
+    nbytes = <size_t>count * <size_t>dt.itemsize
+    p = rc_cache_alloc(nbytes, &size, &fresh)
+    if p == NULL:
+        return None
+    cdef _CachedBlock block = _CachedBlock.__new__(_CachedBlock)
+    block.ptr = p
+    block.size = size
+    if zero and not fresh:
+        with nogil:
+            rc_zero(p, nbytes, nthreads if nthreads > 0 else 1)
+    cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(nd, dims, dt.num, p)
+    cnp.set_array_base(arr, block)
+    return arr
+
+
+def output_cache_limit(limit=None):
+    """The output cache's limit in bytes; with ``limit``, set it (0 disables the
+    cache and frees what it holds) and return the previous one."""
+    cdef size_t lim, held, reused, mapped
+    cdef int count
+    if limit is None:
+        rc_cache_stats(&lim, &held, &count, &reused, &mapped)
+        return lim
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 bytes; got {limit}")
+    return rc_cache_set_limit(<size_t>limit)
+
+
+def output_cache_stats():
+    """dict: limit, held (bytes), blocks, reused, mapped (allocations so far)."""
+    cdef size_t lim, held, reused, mapped
+    cdef int count
+    rc_cache_stats(&lim, &held, &count, &reused, &mapped)
+    return {"limit": lim, "held": held, "blocks": count, "reused": reused,
+            "mapped": mapped}

@@ -43,6 +43,42 @@ from . import shared
 
 xp = np
 
+
+def _cache_limit_from_env() -> None:
+    """ROICORE_OUTPUT_CACHE_MB: the output cache's limit in MiB (0: off)."""
+    import os
+    import warnings
+
+    text = os.environ.get("ROICORE_OUTPUT_CACHE_MB")
+    if text is None or not text.strip():
+        return
+    try:
+        mib = int(text)
+        if mib < 0:
+            raise ValueError
+    except ValueError:
+        warnings.warn(f"ROICORE_OUTPUT_CACHE_MB must be an integer >= 0 (MiB; 0 turns the "
+                      f"output cache off); got {text!r}: keeping the default", stacklevel=2)
+        return
+    _cpu.output_cache_limit(mib << 20)
+
+
+_cache_limit_from_env()
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A new result array: large ones (>= 4 MiB) in recycled, huge-page-advised
+    memory of the output cache (:func:`roicore.set_output_cache_limit`), so a
+    call does not page-fault its output in again; NumPy's otherwise."""
+    a = _cpu.cached_empty(tuple(shape), dtype)
+    return np.empty(shape, dtype) if a is None else a
+
+
+def zeros(shape: tuple[int, ...], dtype: Any, nthreads: int = 1) -> np.ndarray:
+    """:func:`empty`, zero-filled (a recycled block with ``nthreads`` threads)."""
+    a = _cpu.cached_empty(tuple(shape), dtype, True, max(1, nthreads))
+    return np.zeros(shape, dtype) if a is None else a
+
 _ERRORS = {
     _cpu.ERR_NOMEM: (MemoryError, "the CPU kernels ran out of memory for their scratch "
                      "buffers (sample tables, packed input or per-thread tiles); try fewer "
@@ -194,11 +230,11 @@ def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
                  indices: np.ndarray | None = None) -> np.ndarray:
     """The CPU backward is always deterministic (a gather per image, in RoI order)."""
     s = plan.shapes
-    grad_in = np.zeros(xc.shape, xc.dtype)
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
     # from stored winners the input may be a zero-memory stand-in: no work estimate
     nt = threads(plan) if indices is not None else threads(plan, rc, xc, batch, gc)
+    grad_in = zeros(xc.shape, xc.dtype, nt or 1)
     if indices is not None and plan.op == "sampled":  # max mode from stored winners
         err = _cpu.sampled_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
                                        plan.kind, plan.aligned, plan.sampling_ratio,

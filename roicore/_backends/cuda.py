@@ -49,6 +49,12 @@ from .gpu_checks import checks_enabled, sampling_cost
 
 xp = cupy
 
+
+def empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A new result array (CuPy's memory pool recycles device memory)."""
+    return cupy.empty(shape, dtype)
+
+
 _BLOCK = 256
 _MAX_BLOCKS = 1 << 18  # grid-stride loops cover the rest
 # roi_common.h RC_CSR_THREADS: rc_roi_csr needs exactly this block size

@@ -102,7 +102,7 @@ def forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any,
     the result's shape, :func:`index_dtype`: RoI Pool's ``y * W + x`` or -1, the
     max modes' sample ``iy * gw + ix`` of the bin or -1 / -2)."""
     if return_indices:
-        idx = be.xp.empty(plan.shapes.out_shape, index_dtype(plan.shapes, plan.op))
+        idx = be.empty(plan.shapes.out_shape, index_dtype(plan.shapes, plan.op))
         res = _forward(be, plan, x, rois, out, idx)
         if min(plan.shapes.out_shape) == 0 or plan.shapes.H == 0 or plan.shapes.W == 0:
             idx[...] = -1
@@ -128,14 +128,14 @@ def _forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any, idx: Any) -
         if out is not None:
             check_out(be, out, shape, x)
         if min(shape) == 0 or s.H == 0 or s.W == 0:
-            res = out if out is not None else be.xp.empty(shape, x.dtype)
+            res = out if out is not None else be.empty(shape, x.dtype)
             res[...] = 0
             return res
         batch = be.batch_indices(rois)
         xc = be.to_compute(x, T)
         rc = be.to_compute(rois, T)
         direct = out is not None and be.writes_into(out, T)
-        res = out if direct else be.xp.empty(shape, T)
+        res = out if direct else be.empty(shape, T)
         be.check_cost(plan, host, xc, rc, batch, res)
         if idx is None:
             be.run_forward(plan, xc, rc, batch, res)

@@ -335,6 +335,22 @@ def _roicore_threads(n: int) -> int | None:
     return None if n == roicore.default_num_threads() else n
 
 
+#: Results from this size on come from roicore's output cache (output_cache.h).
+_CACHE_FLOOR = 4 << 20
+
+
+def _without_output_cache(call: Callable[[], Any]) -> Any:
+    """``call()`` with roicore's output cache off: its result is fresh pages,
+    as on the first call or with ``ROICORE_OUTPUT_CACHE_MB=0``."""
+    import roicore
+
+    old = roicore.set_output_cache_limit(0)
+    try:
+        return call()
+    finally:
+        roicore.set_output_cache_limit(old)
+
+
 def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[int],
            dtype: np.dtype, layout_arg: str, peers: dict[str, str]) -> list[Case]:
     both = layout_arg == "both"
@@ -358,6 +374,17 @@ def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[in
                 cands.append(Candidate(
                     "roicore",
                     lambda nt=nt, g=g: w.backward(g, x, rois, layout=layout, num_threads=nt)))
+            if d == "bwd" and w.op == "pool":
+                # what roicore.torch's training backward runs: the winners saved by the
+                # forward (like torchvision's argmax), not recomputed from the input
+                _, idx = w.forward(x, rois, layout=layout, return_indices=True)
+                cands.append(Candidate(
+                    "roicore, from stored winners",
+                    lambda nt=nt, g=g, idx=idx: w.backward(g, x, rois, layout=layout,
+                                                           num_threads=nt, indices=idx)))
+            if int(np.prod(floor_shape)) * dtype.itemsize >= _CACHE_FLOOR:
+                cands.append(Candidate("roicore, fresh pages",
+                                       lambda f=cands[0].call: _without_output_cache(f)))
             if both:
                 to_nchw = lambda y: np.ascontiguousarray(y.transpose(0, 3, 1, 2))  # noqa: E731
                 if d == "fwd":
@@ -570,6 +597,8 @@ def _run_cpu(args: argparse.Namespace, repeat: int, dtype: np.dtype,
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"OpenMP wait policy: {openmp.WAIT_POLICY}")
+    print(f"output cache: {roicore.output_cache_info()['limit'] >> 20} MiB (roicore's large "
+          f"results reuse memory; 0 = fresh pages every call)")
     lay = "NCHW and NHWC" if args.layout == "both" else args.layout
     print(f"dtype {dtype.name}, roicore layout {lay} (peers NCHW), threads "
           f"{','.join(map(str, thread_counts))}, {repeat} repeats round-robin after 1 warm-up"

@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from roicore._backends.cpu import _cpu
 
     print(f"OpenMP wait policy: {openmp.WAIT_POLICY}")
+    cache = roicore.output_cache_info()
+    print(f"output cache: {cache['limit'] >> 20} MiB limit (ROICORE_OUTPUT_CACHE_MB; "
+          f"roicore.set_output_cache_limit)")
 
     print(f"CPU kernels: {_cpu.cpu_isa()} "
           "(cap with ROICORE_CPU_ISA=reference|baseline|avx2|avx512)")

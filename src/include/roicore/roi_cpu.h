@@ -46,6 +46,7 @@
  *   driver.h             cost model, parallel loops, entry points
  *   pool_indices.h       RoI Pool with stored winners (return_indices / indices=)
  *   sampled_indices.h    max-mode RoI Align / Warp with stored winners
+ *   output_cache.h       recycled memory for large fresh outputs
  * The per-element maths shared with the CUDA kernels is in roi_common.h.
  */
 #ifndef ROICORE_ROI_CPU_H_
@@ -55,5 +56,6 @@
 #include "roicore/cpu/pool_indices.h"
 #include "roicore/cpu/crop_entry.h"
 #include "roicore/cpu/sampled_indices.h"
+#include "roicore/cpu/output_cache.h"
 
 #endif  // ROICORE_ROI_CPU_H_
