@@ -753,3 +753,20 @@ def output_cache_stats():
     rc_cache_stats(&lim, &held, &count, &reused, &mapped)
     return {"limit": lim, "held": held, "blocks": count, "reused": reused,
             "mapped": mapped}
+
+
+cdef extern from "roicore/roi_cpu.h" namespace "roicore":
+    rc_index pool_idx_block(const Geom& g, size_t tsize, int nthreads) nogil
+
+
+def pool_bwd_indices_block(rc_index N, rc_index C, rc_index H, rc_index W,
+                           bint channels_last, int itemsize, int nthreads):
+    """Channels per item of RoI Pool's backward from stored winners
+    (cpu/pool_indices.h: items are (image, block of this many channels))."""
+    cdef Geom g
+    g.N = N
+    g.C = C
+    g.H = H
+    g.W = W
+    g.channels_last = channels_last
+    return pool_idx_block(g, itemsize, nthreads)

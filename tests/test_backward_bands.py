@@ -235,15 +235,20 @@ def test_w1_w4_backward_items_scale_with_threads(name, isa, restore_cpu_state):
 
 def test_items_report_counts():
     """The count is images x channel blocks x bands (one round), and the pool from
-    stored winners has one item per (image, channel)."""
+    stored winners has one item per (image, channel block)."""
     d = _items("W1", 64)
     lanes = d["channels"]
     assert d["items"] == 2 * (-(-256 // lanes)) * d["bands"] * d["rounds"]
     assert d["bands"] > 1
     one = _items("W1", 1)
     assert one["bands"] == 1 and one["items"] == 2 * (-(-256 // one["channels"]))
+    # from stored winners: (image, block of channels); W4's 50x68 float32 planes are
+    # 13.6 kB, so 16 fit the 256 KiB budget, and 16 threads want >= 64 items of 2 x 256
+    # channels: blocks of 8
     d = _items("W4", 16, indices=True)
-    assert d["path"] == "indices" and d["items"] == 2 * 256
+    assert d["path"] == "indices" and d["channels"] == 8 and d["items"] == 2 * 256 // 8
+    d = _items("W4", 2, indices=True)
+    assert d["channels"] == 16 and d["items"] == 2 * 256 // 16
     with pytest.raises(ValueError, match="op"):
         backward_items("nope", np.zeros((1, 1, 2, 2), np.float32),
                        np.zeros((1, 5), np.float32), 2)

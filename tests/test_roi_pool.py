@@ -192,6 +192,31 @@ def test_roi_pool_stored_winners(dtype, bins, layout):
                                atol=1e-2 if dtype == np.float16 else 1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("shape", [(3, 37, 9, 11), (2, 40, 120, 90), (1, 1, 5, 5)])
+def test_roi_pool_indices_backward_any_channel_blocks(shape, layout, dtype):
+    """The backward from stored winners cuts (image, channel block) items whose block
+    depends on the map size and the thread count: any cut gives the recomputing
+    backward's bytes (additions per element in RoI, then bin order)."""
+    rng = case_rng("pool-indices-blocks", f"{shape}{layout}{dtype.__name__}")
+    N, _, Hh, Ww = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    x[..., : Hh // 2, :] = np.round(x[..., : Hh // 2, :])  # ties: first winner kept
+    K = 23
+    xy = rng.uniform(-2, max(Hh, Ww) + 2, (K, 2, 2))
+    rois = np.concatenate([rng.integers(0, N, (K, 1)), xy.min(1), xy.max(1)], 1).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    out, idx = roicore.roi_pool(x, rois, (3, 4), layout=layout, return_indices=True)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    want = roicore.roi_pool_backward(g, x, rois, (3, 4), layout=layout, num_threads=1)
+    for nt in (1, 2, 3, 5, 8, 64):
+        got = roicore.roi_pool_backward(g, x, rois, (3, 4), layout=layout, num_threads=nt,
+                                        indices=idx)
+        assert got.tobytes() == want.tobytes(), nt
+
+
 def test_roi_pool_indices_match_torchvision_argmax():
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchvision")

@@ -354,11 +354,15 @@ def backward_items(
     xv = np.broadcast_to(np.zeros((), T), tuple(input.shape))
     gv = np.broadcast_to(np.zeros((), T), s.out_shape)
     if indices:
-        # pool_bwd_indices: one item per (image, channel), each scattering every bin
-        # of its image's RoIs
+        # pool_bwd_indices: one item per (image, block of ch channels), each scattering
+        # every bin of its image's RoIs for its channels
+        ch = int(_cpu.pool_bwd_indices_block(s.N, s.C, s.H, s.W, plan.channels_last,
+                                             T.itemsize, nt))
+        nb = -(-s.C // ch)
         per_image = np.bincount(batch, minlength=s.N).astype(np.float64) * s.PH * s.PW
-        costs = np.repeat(per_image, s.C)
-        path, isa, bands, nrounds, ch, team = "indices", "scalar", 1, 1, 1, nt
+        widths = np.minimum(ch, s.C - ch * np.arange(nb)).astype(np.float64)
+        costs = (per_image[:, None] * widths[None, :]).ravel()
+        path, isa, bands, nrounds, team = "indices", "scalar", 1, 1, nt
         rounds = [costs]
         total_one = float(costs.sum())
     else:

@@ -234,44 +234,78 @@ int pool_forward_indices(const T* in, const T* rois, T* out, void* idx,
 }
 
 /* grad_in must be zero on entry.  A winner outside [-1, H*W) is skipped and
- * the call returns RC_ERR_INDICES. */
+ * the call returns RC_ERR_INDICES.
+ *
+ * Items are (image, block of cb channels): each walks its image's RoIs in
+ * their original order and, for each RoI, the block's channels and bins, so
+ * it reads grad_out and idx in runs of cb * PH * PW contiguous elements (NCHW;
+ * one item per channel read 4-byte runs PH * PW long, C * PH * PW apart: the
+ * prefetchers could not follow) and adds into cb gradient planes.  Every
+ * element of grad_in receives its additions in the same order (RoI, then bin)
+ * for any block size and thread count: bit-identical results. */
+/* Channels per item of pool_backward_idx: its cb gradient planes within
+ * ~256 KiB (they take the scattered additions), at most 16 channels (NHWC: at
+ * least 16, a cache line of a bin's contiguous channels), and at least 4 items
+ * per thread where the channels allow. */
+inline rc_index pool_idx_block(const Geom& g, size_t tsize, int nthreads) {
+  const rc_index want = nthreads > 0 ? nthreads : 1;
+  rc_index cb = static_cast<rc_index>(
+      static_cast<double>(256 << 10) /
+      (static_cast<double>(g.H * g.W) * static_cast<double>(tsize) + 1.0));
+  if (cb > 16) cb = 16;
+  if (g.channels_last && cb < 16) cb = 16;
+  const rc_index spread = (g.N * g.C) / (4 * want);
+  if (cb > spread) cb = spread;
+  if (cb > g.C) cb = g.C;
+  return cb < 1 ? 1 : cb;
+}
+
 template <typename T, typename I>
 int pool_backward_idx(const T* grad_out, const I* idx,
                       const rc_index* order, const rc_index* batch_start,
                       T* grad_in, const Geom& g, int nthreads) {
   const Strides<T> st(g);
-  const rc_index items = g.N * g.C;
-  const int nt = rc_threads(nthreads, items);
   const rc_index nbins = g.PH * g.PW;
   const rc_index HW = g.H * g.W;
+  const rc_index cb = pool_idx_block(g, sizeof(T), nthreads);
+  const rc_index nb = (g.C + cb - 1) / cb;
+  const rc_index items = g.N * nb;
+  const int nt = rc_threads(nthreads, items);
   int bad = 0;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) \
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) \
     reduction(| : bad)
   for (rc_index it = 0; it < items; ++it) {
-    const rc_index n = it / g.C, c = it % g.C;
-    T* plane = grad_in + n * st.sn + c * st.sc;
+    const rc_index n = it / nb, c0 = (it % nb) * cb;
+    const rc_index c1 = c0 + cb < g.C ? c0 + cb : g.C;
+    T* img = grad_in + n * st.sn;
     for (rc_index r = batch_start[n]; r < batch_start[n + 1]; ++r) {
       const rc_index k = order[r];
       if (rc_batch(g, k) != n) continue;
-      const rc_index ob = k * st.on + c * st.oc;
       if (!g.channels_last) {
-        const I* a = idx + ob;
-        const T* go = grad_out + ob;
-        for (rc_index i = 0; i < nbins; ++i) {
-          const rc_index w = a[i];
-          if (w >= 0 && w < HW)
-            plane[w] += go[i];
-          else if (w != -1)
-            bad = 1;
+        for (rc_index c = c0; c < c1; ++c) {
+          const rc_index ob = k * st.on + c * st.oc;
+          const I* a = idx + ob;
+          const T* go = grad_out + ob;
+          T* plane = img + c * st.sc;
+          for (rc_index i = 0; i < nbins; ++i) {
+            const rc_index w = a[i];
+            if (w >= 0 && w < HW)
+              plane[w] += go[i];
+            else if (w != -1)
+              bad = 1;
+          }
         }
       } else {
         for (rc_index i = 0; i < nbins; ++i) {
-          const rc_index a = idx[ob + i * st.ox];
-          if (a >= 0 && a < HW)
-            plane[a * st.sx] += /* == y * sy + x * sx: sy == W * sx */
-                grad_out[ob + i * st.ox];
-          else if (a != -1)
-            bad = 1;
+          const rc_index ob = k * st.on + i * st.ox;
+          for (rc_index c = c0; c < c1; ++c) {
+            const rc_index a = idx[ob + c];
+            if (a >= 0 && a < HW)
+              img[a * st.sx + c] += /* == y * sy + x * sx: sy == W * sx */
+                  grad_out[ob + c];
+            else if (a != -1)
+              bad = 1;
+          }
         }
       }
     }
