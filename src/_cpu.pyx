@@ -683,6 +683,7 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
     void* rc_cache_alloc(size_t nbytes, size_t* size, cbool* fresh) nogil
     void rc_cache_free(void* p, size_t n) nogil
     size_t rc_cache_set_limit(size_t limit) nogil
+    cbool rc_cache_set_bypass(cbool on) nogil
     void rc_cache_stats(size_t* limit, size_t* held, int* count, size_t* reused,
                         size_t* mapped) nogil
     void rc_zero(void* p, size_t nbytes, int nthreads) nogil
@@ -744,6 +745,12 @@ def output_cache_limit(limit=None):
     if limit < 0:
         raise ValueError(f"limit must be >= 0 bytes; got {limit}")
     return rc_cache_set_limit(<size_t>limit)
+
+
+def _output_cache_bypass(bint on):
+    """Benchmarks: while on, results get fresh memory (as with the cache off) but
+    the cache keeps its blocks for later calls.  Returns the previous setting."""
+    return rc_cache_set_bypass(on)
 
 
 def output_cache_stats():

@@ -269,3 +269,23 @@ def test_torch_tensors_keep_their_block_and_return_it():
     assert roicore.output_cache_info()["held"] > held
     y2 = rt.roi_align(tx, tr, (14, 14), 1.0, 2, True)
     torch.testing.assert_close(y2, keep, rtol=0, atol=0)
+
+
+def test_bench_fresh_pages_row_keeps_the_cache_for_the_other_rows():
+    """`bench`'s "roicore, fresh pages" row bypasses the cache without emptying it:
+    emptying it would make every plain "roicore" row page-fault fresh memory too."""
+    from roicore._cli.bench import _without_output_cache
+
+    x, rois = _case()
+    want = CALLS["align"](x, rois)
+    del want
+    held = roicore.output_cache_info()
+    assert held["blocks"] == 1
+    fresh = _without_output_cache(lambda: CALLS["align"](x, rois))
+    assert not isinstance(fresh.base, _cpu._CachedBlock)
+    after = roicore.output_cache_info()
+    assert after["blocks"] == 1 and after["held"] == held["held"]
+    again = CALLS["align"](x, rois)
+    assert isinstance(again.base, _cpu._CachedBlock)
+    assert roicore.output_cache_info()["reused"] == held["reused"] + 1
+    np.testing.assert_array_equal(again, fresh)

@@ -340,15 +340,17 @@ _CACHE_FLOOR = 4 << 20
 
 
 def _without_output_cache(call: Callable[[], Any]) -> Any:
-    """``call()`` with roicore's output cache off: its result is fresh pages,
-    as on the first call or with ``ROICORE_OUTPUT_CACHE_MB=0``."""
-    import roicore
+    """``call()`` with roicore's output cache bypassed: its result is fresh pages,
+    as on the first call or with ``ROICORE_OUTPUT_CACHE_MB=0``, while the blocks the
+    cache holds stay for the other rows (turning the cache off would free them, and
+    every "roicore" row would then page-fault fresh memory too)."""
+    from .._backends.cpu import _cpu
 
-    old = roicore.set_output_cache_limit(0)
+    old = _cpu._output_cache_bypass(True)
     try:
         return call()
     finally:
-        roicore.set_output_cache_limit(old)
+        _cpu._output_cache_bypass(old)
 
 
 def _cases(w: _workloads.Workload, directions: list[str], thread_counts: list[int],

@@ -38,6 +38,7 @@ struct OutputCache {
   std::mutex m;
   size_t limit = static_cast<size_t>(256) << 20;
   size_t held = 0;
+  bool bypass = false; /* benchmarks: serve nothing, keep what is held */
   size_t reused = 0;  /* allocations served from the cache */
   size_t mapped = 0;  /* allocations that made a new mapping */
   void* p[RC_CACHE_SLOTS] = {};
@@ -98,7 +99,7 @@ inline void* rc_cache_alloc(size_t bytes, size_t* size, bool* fresh) {
   if (bytes < RC_CACHE_MIN_BYTES) return nullptr;
   {
     std::lock_guard<std::mutex> lock(c.m);
-    if (c.limit == 0) return nullptr;
+    if (c.limit == 0 || c.bypass) return nullptr;
     /* best fit among blocks of n .. 1.5 n bytes (a bigger one would hold
      * memory the output does not use for as long as the output lives) */
     int best = -1;
@@ -179,6 +180,16 @@ inline size_t rc_cache_set_limit(size_t limit) {
     }
   }
   for (int i = 0; i < ndrop; ++i) rc_cache_unmap(drop[i], dropn[i]);
+  return old;
+}
+
+/* Benchmarks: while on, rc_cache_alloc serves nothing (results get fresh
+ * memory) but the cache keeps its blocks; returns the previous setting. */
+inline bool rc_cache_set_bypass(bool on) {
+  OutputCache& c = rc_cache();
+  std::lock_guard<std::mutex> lock(c.m);
+  const bool old = c.bypass;
+  c.bypass = on;
   return old;
 }
 
