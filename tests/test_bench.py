@@ -145,3 +145,56 @@ def test_bench_rejects_bad_options(args, message):
     res = _run_bench(*args)
     assert res.returncode == 2
     assert message in res.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_load_burners_die_with_a_killed_bench():
+    """`bench --load N`: a bench killed by a signal (no cleanup runs) leaves no
+    core-burning process behind."""
+    import signal
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, time\n"
+            "from roicore._cli.bench import _burners\n"
+            "cm = _burners(1)\n"
+            "cm.__enter__()\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                         env=env)
+    assert p.stdout.readline().strip() == "ready"
+
+    def burners() -> list[int]:
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if b"parent = os.getppid()" in cmd and (ppid == p.pid or ppid == 1):
+                found.append(int(d))
+        return found
+
+    mine = burners()
+    assert mine, "the bench should have started a burner"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(b) for b in mine):
+        time.sleep(0.1)
+    assert not any(_alive(b) for b in mine), "a burner outlived the killed bench"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

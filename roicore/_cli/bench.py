@@ -630,10 +630,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+_BURNER = ("import os\n"
+           "parent = os.getppid()\n"
+           "while os.getppid() == parent:\n"
+           "    for _ in range(100000):\n"
+           "        pass\n")
+
+
 @contextlib.contextmanager
 def _burners(n: int) -> Iterator[None]:
-    """``n`` processes that each keep one core busy until the block ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+    """``n`` processes that each keep one core busy until the block ends, or until
+    this process dies (each checks its parent every ~10 ms: a bench killed by a
+    signal, which skips the ``finally`` below, leaves no burner behind)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _BURNER],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for _ in range(n)]
     try:
