@@ -185,9 +185,10 @@ RC_AI void v_load_grad_bins(const Geom& g, const T* go, rc_index k,
   if (nc < L)
     for (rc_index i = i0 * L; i < i1 * L; ++i) tile[i] = (T)0;
   if (g.channels_last) {
-    const T* o = go + k * nbins * g.C + c0;
-    for (rc_index i = i0; i < i1; ++i)
-      for (int l = 0; l < nc; ++l) tile[i * L + l] = o[i * g.C + l];
+    /* full blocks as L-wide vector copies (a scalar copy with a run-time nc
+     * was ~15 % of an NHWC backward's instructions) */
+    v_copy_rows<T, L, false>(tile + i0 * L, L, go + (k * nbins + i0) * g.C + c0,
+                             g.C, i1 - i0, nc);
   } else {
     rc_transpose<T, ISA>(go + (k * g.C + c0) * nbins + i0, nbins, tile + i0 * L,
                          L, nc, i1 - i0);
