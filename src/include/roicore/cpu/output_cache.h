@@ -65,6 +65,18 @@ inline void rc_cache_unmap(void* p, size_t n) {
 #endif
 }
 
+/* Take slot i out of the cache (the caller holds c.m). */
+inline void rc_cache_pop(OutputCache& c, int i, void** p, size_t* n) {
+  *p = c.p[i];
+  *n = c.n[i];
+  c.held -= c.n[i];
+  for (; i + 1 < c.count; ++i) {
+    c.p[i] = c.p[i + 1];
+    c.n[i] = c.n[i + 1];
+  }
+  --c.count;
+}
+
 /* A new mapping of n bytes (a multiple of 2 MiB), 2 MiB aligned, zero. */
 inline void* rc_cache_map(size_t n) {
 #if defined(__linux__)
@@ -107,14 +119,8 @@ inline void* rc_cache_alloc(size_t bytes, size_t* size, bool* fresh) {
       if (c.n[i] >= n && c.n[i] <= n + n / 2 && (best < 0 || c.n[i] < c.n[best]))
         best = i;
     if (best >= 0) {
-      void* p = c.p[best];
-      *size = c.n[best];
-      c.held -= c.n[best];
-      for (int i = best; i + 1 < c.count; ++i) {
-        c.p[i] = c.p[i + 1];
-        c.n[i] = c.n[i + 1];
-      }
-      --c.count;
+      void* p;
+      rc_cache_pop(c, best, &p, size);
       ++c.reused;
       return p;
     }
@@ -139,14 +145,8 @@ inline void rc_cache_free(void* p, size_t n) {
       dropn[ndrop++] = n;
     } else {
       while (c.count > 0 && (c.held + n > c.limit || c.count == RC_CACHE_SLOTS)) {
-        drop[ndrop] = c.p[0];
-        dropn[ndrop++] = c.n[0];
-        c.held -= c.n[0];
-        for (int i = 0; i + 1 < c.count; ++i) {
-          c.p[i] = c.p[i + 1];
-          c.n[i] = c.n[i + 1];
-        }
-        --c.count;
+        rc_cache_pop(c, 0, &drop[ndrop], &dropn[ndrop]);
+        ++ndrop;
       }
       c.p[c.count] = p;
       c.n[c.count++] = n;
@@ -169,14 +169,8 @@ inline size_t rc_cache_set_limit(size_t limit) {
     old = c.limit;
     c.limit = limit;
     while (c.count > 0 && c.held > limit) {
-      drop[ndrop] = c.p[0];
-      dropn[ndrop++] = c.n[0];
-      c.held -= c.n[0];
-      for (int i = 0; i + 1 < c.count; ++i) {
-        c.p[i] = c.p[i + 1];
-        c.n[i] = c.n[i + 1];
-      }
-      --c.count;
+      rc_cache_pop(c, 0, &drop[ndrop], &dropn[ndrop]);
+      ++ndrop;
     }
   }
   for (int i = 0; i < ndrop; ++i) rc_cache_unmap(drop[i], dropn[i]);
