@@ -744,7 +744,7 @@ def output_cache_limit(limit=None):
         return lim
     if limit < 0:
         raise ValueError(f"limit must be >= 0 bytes; got {limit}")
-    return rc_cache_set_limit(<size_t>limit)
+    return rc_cache_set_limit(<size_t>min(limit, 1 << 62))  # more is "no limit" anyway
 
 
 def _output_cache_bypass(bint on):

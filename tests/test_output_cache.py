@@ -203,6 +203,11 @@ def test_limit_bounds_the_memory_held():
     assert _cpu.cached_empty((MIB,), np.uint8) is None  # below the 4 MiB floor
 
 
+def test_huge_limits_mean_no_limit():
+    roicore.set_output_cache_limit(10**30)
+    assert roicore.output_cache_info()["limit"] == 1 << 62
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "1", True, None])
 def test_limit_argument_is_checked(bad):
     with pytest.raises((ValueError, TypeError), match="nbytes"):
@@ -229,7 +234,8 @@ def test_concurrent_calls_from_python_threads():
     assert not errors, errors
 
 
-@pytest.mark.parametrize("value, limit", [("0", 0), ("64", 64 * MIB)])
+@pytest.mark.parametrize("value, limit", [("0", 0), ("64", 64 * MIB),
+                                          ("99999999999999999999", 1 << 62)])
 def test_environment_sets_the_limit(value, limit):
     env = dict(os.environ, ROICORE_OUTPUT_CACHE_MB=value,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
