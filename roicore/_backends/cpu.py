@@ -79,6 +79,7 @@ def zeros(shape: tuple[int, ...], dtype: Any, nthreads: int = 1) -> np.ndarray:
     a = _cpu.cached_empty(tuple(shape), dtype, True, max(1, nthreads))
     return np.zeros(shape, dtype) if a is None else a
 
+
 _ERRORS = {
     _cpu.ERR_NOMEM: (MemoryError, "the CPU kernels ran out of memory for their scratch "
                      "buffers (sample tables, packed input or per-thread tiles); try fewer "
@@ -116,33 +117,30 @@ WORK_PER_THREAD = 1 << 19
 _LARGE_OUTPUT = 1 << 21
 
 
-def work_estimate(plan: Any, rc: np.ndarray, xc: np.ndarray, batch: np.ndarray,
-                  res: np.ndarray) -> float:
+def work_estimate(plan: Any, rc: np.ndarray, cost: tuple | None) -> float:
     """Units of work of a call, for the default thread count: samples x channels
-    for the sampled ops (the kernels' own count), pixels read x channels for
-    RoI Pool (RoI areas clipped to the map), plus the output elements."""
+    for the sampled ops (the kernels' own count: ``cost``, what :func:`check_cost`
+    returned), pixels read x channels for RoI Pool (RoI areas clipped to the map),
+    plus the output elements."""
     s = plan.shapes
     out_elems = float(s.K * s.C * s.PH * s.PW)
     if plan.op != "pool":
-        return out_elems + float(_cpu.sampled_cost_of(
-            xc, rc, batch, res, plan.kind, plan.aligned, plan.sampling_ratio,
-            plan.spatial_scale, plan.channels_last)[-1])
+        return out_elems + (float(cost[-1]) if cost is not None else 0.0)
     r = rc.astype(np.float64, copy=False) * plan.spatial_scale
     hs = np.clip(np.abs(r[:, 4] - r[:, 2]) + 1.0, 1.0, s.H)
     ws = np.clip(np.abs(r[:, 3] - r[:, 1]) + 1.0, 1.0, s.W)
     return out_elems + float((hs * ws).sum()) * s.C
 
 
-def threads(plan: Any, rc: np.ndarray | None = None, xc: np.ndarray | None = None,
-            batch: np.ndarray | None = None, res: np.ndarray | None = None) -> int:
+def threads(plan: Any, rc: np.ndarray | None = None, cost: tuple | None = None) -> int:
     """The team size of a call: ``num_threads`` (clamped) when given; else the
-    default team, reduced to one thread per :data:`WORK_PER_THREAD` of work."""
+    default team, reduced to one thread per :data:`WORK_PER_THREAD` of work (no
+    reduction without ``rc``)."""
     n = V.check_num_threads(plan.num_threads, _cpu.max_threads())
     if plan.num_threads is None and n > 1 and rc is not None:
         s = plan.shapes
         if s.K * s.C * s.PH * s.PW < _LARGE_OUTPUT:
-            work = work_estimate(plan, rc, xc, batch, res)
-            n = max(1, min(n, int(work // WORK_PER_THREAD)))
+            n = max(1, min(n, int(work_estimate(plan, rc, cost) // WORK_PER_THREAD)))
     # More threads than this cannot help and may be impossible to create (the
     # OpenMP runtime would abort the process); results never depend on it.
     return min(n, int(_cpu.thread_ceiling()))
@@ -186,17 +184,22 @@ def writes_into(out: np.ndarray, T: np.dtype) -> bool:
 
 
 def check_cost(plan: Any, host: None, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
-               res: np.ndarray) -> None:
+               res: np.ndarray) -> tuple | None:
+    """Raise when a sampled op's cost is above a limit; returns the kernels' cost
+    totals (:func:`roicore._cpu.sampled_cost_of`; None for RoI Pool), which the
+    default thread count reuses."""
     if plan.op == "pool" or rc.shape[0] == 0:
-        return
-    _limits.check_sampling_cost(plan, *_cpu.sampled_cost_of(
-        xc, rc, batch, res, plan.kind, plan.aligned, plan.sampling_ratio,
-        plan.spatial_scale, plan.channels_last))
+        return None
+    cost = _cpu.sampled_cost_of(xc, rc, batch, res, plan.kind, plan.aligned,
+                                plan.sampling_ratio, plan.spatial_scale, plan.channels_last)
+    _limits.check_sampling_cost(plan, *cost)
+    return cost
 
 
 def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
-                res: np.ndarray, indices: np.ndarray | None = None) -> None:
-    nt = threads(plan, rc, xc, batch, res)
+                res: np.ndarray, indices: np.ndarray | None = None,
+                cost: tuple | None = None) -> None:
+    nt = threads(plan, rc, cost)
     if indices is not None and plan.op == "pool" and not plan.channels_last:
         # RoI Pool winners, a few RoIs: only their windows (cpu/crop_entry.h)
         err = _cpu.pool_fwd_indices_crop(xc, rc, batch, res, indices, plan.bins,
@@ -227,14 +230,14 @@ def run_forward(plan: Any, xc: np.ndarray, rc: np.ndarray, batch: np.ndarray,
 
 def run_backward(plan: Any, gc: np.ndarray, xc: np.ndarray, rc: np.ndarray,
                  batch: np.ndarray, deterministic: bool,
-                 indices: np.ndarray | None = None) -> np.ndarray:
+                 indices: np.ndarray | None = None, cost: tuple | None = None) -> np.ndarray:
     """The CPU backward is always deterministic (a gather per image, in RoI order)."""
     s = plan.shapes
     order = np.argsort(batch, kind="stable").astype(np.int64)
     starts = np.searchsorted(batch[order], np.arange(s.N + 1)).astype(np.int64)
     # from stored winners the input may be a zero-memory stand-in: no work estimate
-    nt = threads(plan) if indices is not None else threads(plan, rc, xc, batch, gc)
-    grad_in = zeros(xc.shape, xc.dtype, nt or 1)
+    nt = threads(plan) if indices is not None else threads(plan, rc, cost)
+    grad_in = zeros(xc.shape, xc.dtype, nt)
     if indices is not None and plan.op == "sampled":  # max mode from stored winners
         err = _cpu.sampled_bwd_indices(gc, indices, xc, rc, batch, order, starts, grad_in,
                                        plan.kind, plan.aligned, plan.sampling_ratio,
@@ -343,9 +346,8 @@ def backward_items(
     s = plan.shapes
     # the team as given (validated as num_threads is, but not clamped to this
     # machine's ceiling: the report plans for a machine with that many processors)
-    nt = V.check_num_threads(None if num_threads is None else 1, _cpu.max_threads())
-    if num_threads is not None:
-        nt = int(num_threads)
+    nt = V.check_num_threads(None, _cpu.max_threads()) if num_threads is None else int(
+        num_threads)
     T = np.dtype(V.compute_dtype(input.dtype))
     batch = V.batch_indices(r)
     rc = np.require(r, dtype=T, requirements=("C", "A"))
@@ -366,22 +368,17 @@ def backward_items(
         rounds = [costs]
         total_one = float(costs.sum())
     else:
-        if op == "pool":
-            path, isa, bands, nrounds, ch, team, costs, rnd = _cpu.pool_bwd_items(
-                gv, xv, rc, batch, order, starts, plan.bins, plan.spatial_scale,
-                plan.channels_last, nt)
-        else:
-            path, isa, bands, nrounds, ch, team, costs, rnd = _cpu.sampled_bwd_items(
-                gv, xv, rc, batch, order, starts, plan.kind, plan.aligned, plan.max_mode,
-                plan.sampling_ratio, plan.spatial_scale, plan.channels_last, nt)
+        def plan_items(team: int) -> tuple:
+            if op == "pool":
+                return _cpu.pool_bwd_items(gv, xv, rc, batch, order, starts, plan.bins,
+                                           plan.spatial_scale, plan.channels_last, team)
+            return _cpu.sampled_bwd_items(gv, xv, rc, batch, order, starts, plan.kind,
+                                          plan.aligned, plan.max_mode, plan.sampling_ratio,
+                                          plan.spatial_scale, plan.channels_last, team)
+
+        path, isa, bands, nrounds, ch, team, costs, rnd = plan_items(nt)
         rounds = [costs[rnd == t] for t in range(nrounds)]
-        one = (_cpu.pool_bwd_items(gv, xv, rc, batch, order, starts, plan.bins,
-                                   plan.spatial_scale, plan.channels_last, 1)
-               if op == "pool" else
-               _cpu.sampled_bwd_items(gv, xv, rc, batch, order, starts, plan.kind,
-                                      plan.aligned, plan.max_mode, plan.sampling_ratio,
-                                      plan.spatial_scale, plan.channels_last, 1))
-        total_one = float(one[6].sum())
+        total_one = float(plan_items(1)[6].sum())
     total = float(costs.sum())
     top = float(costs.max()) if len(costs) else 0.0
     share = top / total if total > 0 else 1.0

@@ -186,7 +186,7 @@ def _csr(rc: Any, batch: Any, s: V.Shapes, T: str, channels_last: bool) -> tuple
 
 # --------------------------------------------------------------------------- kernels
 def run_forward(plan: Any, xc: Any, rc: Any, batch: Any, res: Any,
-                indices: Any = None) -> None:
+                indices: Any = None, cost: Any = None) -> None:
     s = plan.shapes
     T = np.dtype(xc.dtype)
     ct, cl = S.ctype(T), plan.channels_last
@@ -243,7 +243,7 @@ def _backward_from_winners(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any,
 
 
 def run_backward(plan: Any, gc: Any, xc: Any, rc: Any, batch: Any, deterministic: bool,
-                 indices: Any = None) -> Any:
+                 indices: Any = None, cost: Any = None) -> Any:
     if indices is not None:
         return _backward_from_winners(plan, gc, xc, rc, batch, deterministic, indices)
     s = plan.shapes

@@ -28,8 +28,11 @@ with the module itself, and provides the parts that differ:
     batch indices, an operand as the kernels read it (C-contiguous, aligned,
     dtype ``T``), and whether the kernels may write into ``out`` directly.
 ``check_cost(plan, host, xc, rc, batch, res)``
-    raise the limit's ValueError when the sampling cost is above it.
-``run_forward(plan, xc, rc, batch, res)``, ``run_backward(plan, gc, xc, rc, batch, deterministic)``
+    raise the limit's ValueError when the sampling cost is above it; returns what
+    it computed (or None), handed to the kernel hooks as ``cost`` so that they do
+    not compute it again.
+``run_forward(plan, xc, rc, batch, res, indices, cost=...)``,
+``run_backward(plan, gc, xc, rc, batch, deterministic, indices, cost=...)``
     launch the kernels (the backward returns the input gradient in dtype ``T``).
 """
 
@@ -136,11 +139,8 @@ def _forward(be: ModuleType, plan: Any, x: Any, rois: Any, out: Any, idx: Any) -
         rc = be.to_compute(rois, T)
         direct = out is not None and be.writes_into(out, T)
         res = out if direct else be.empty(shape, T)
-        be.check_cost(plan, host, xc, rc, batch, res)
-        if idx is None:
-            be.run_forward(plan, xc, rc, batch, res)
-        else:
-            be.run_forward(plan, xc, rc, batch, res, idx)
+        cost = be.check_cost(plan, host, xc, rc, batch, res)
+        be.run_forward(plan, xc, rc, batch, res, idx, cost=cost)
         if direct:
             return res
         if out is not None:  # float16, or an `out` the kernels cannot write: copy back
@@ -169,9 +169,6 @@ def backward(be: ModuleType, plan: Any, grad_output: Any, x: Any, rois: Any,
             xc = be.xp.broadcast_to(be.xp.zeros((), T), x.shape)
         rc = be.to_compute(rois, T)
         gc = be.to_compute(grad_output, T)
-        be.check_cost(plan, host, xc, rc, batch, gc)
-        if indices is None:
-            grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic)
-        else:
-            grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic, indices)
+        cost = be.check_cost(plan, host, xc, rc, batch, gc)
+        grad_in = be.run_backward(plan, gc, xc, rc, batch, deterministic, indices, cost=cost)
         return grad_in if grad_in.dtype == x.dtype else cast(grad_in, x.dtype)

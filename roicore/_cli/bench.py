@@ -17,8 +17,8 @@ the same arrays, with matched thread counts:
   array of the result's size (the output for forward, the input for
   backward), i.e. the memory-bound floor of writing a fresh result.
 
-``--load N`` starts N core-burning processes (``while True: pass``) for the
-whole run, to see the timings of a loaded server (the default thread policy
+``--load N`` starts N core-burning processes (busy Python loops that exit with
+the bench) for the whole run, to see the timings of a loaded server (the default thread policy
 must not collapse there); ``--isa`` forces roicore's kernel instruction set
 (e.g. ``avx2`` on an AVX-512 machine, to measure the common cloud CPU);
 ``--items`` prints the parallel-item report of roicore's CPU backward
@@ -106,25 +106,23 @@ def _workload_arg(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+def _whole_number(least: int) -> Callable[[str], int]:
+    """argparse type: a whole number >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {least}, got {text!r}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {n}")
+        return n
+
+    return parse
 
 
-def _count(text: str) -> int:
-    """argparse type of --load: a whole number >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+_positive_int = _whole_number(1)
+_count = _whole_number(0)  # --load
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -662,7 +660,7 @@ def _items_report(workloads: list[_workloads.Workload], dtype: np.dtype,
     this run's thread counts and 16/32/64/128 threads."""
     from .backward_items import format_report, item_report
 
-    names = [w.name.split("-")[0] for w in workloads]
+    names = [w.name.split("-")[0] for w in workloads]  # "W1-quick" -> "W1"
     threads = sorted(set(thread_counts) | {16, 32, 64, 128})
     print("\nCPU backward: parallel work items")
     print(format_report(item_report(names, threads, dtype=dtype)))
