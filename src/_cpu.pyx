@@ -337,26 +337,18 @@ cdef int _pbwd(cnp.ndarray grad_out, cnp.ndarray inp, cnp.ndarray rois, const rc
 
 
 cdef int _pfwd_idx(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out, cnp.ndarray idx,
-                   const Geom& g, floating scale, int bins, int nthreads):
+                   const Geom& g, floating scale, int bins, int nthreads, bint crop=False):
+    """RoI Pool's forward with winners: the NHWC-map kernels, or with ``crop`` the
+    NCHW crop path (RC_CROP_NOT_TAKEN where it does not pay)."""
     cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
     cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
     cdef floating* y = <floating*>cnp.PyArray_DATA(out)
     cdef void* a = cnp.PyArray_DATA(idx)
     cdef int ib = idx.dtype.itemsize
     with nogil:
+        if crop:
+            return pool_forward_indices_crop(x, r, y, a, ib, g, scale, bins, nthreads)
         return pool_forward_indices(x, r, y, a, ib, g, scale, bins, nthreads)
-
-
-cdef int _pfwd_idx_crop(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray out,
-                        cnp.ndarray idx, const Geom& g, floating scale, int bins,
-                        int nthreads):
-    cdef const floating* x = <const floating*>cnp.PyArray_DATA(inp)
-    cdef const floating* r = <const floating*>cnp.PyArray_DATA(rois)
-    cdef floating* y = <floating*>cnp.PyArray_DATA(out)
-    cdef void* a = cnp.PyArray_DATA(idx)
-    cdef int ib = idx.dtype.itemsize
-    with nogil:
-        return pool_forward_indices_crop(x, r, y, a, ib, g, scale, bins, nthreads)
 
 
 cdef int _pbwd_idx(cnp.ndarray grad_out, cnp.ndarray idx, const rc_index* o,
@@ -504,9 +496,9 @@ def pool_fwd_indices_crop(cnp.ndarray inp, cnp.ndarray rois, cnp.ndarray batch,
     cdef list box = []
     cdef Geom g = _geom(inp, rois, out, batch, False, box)
     if inp.dtype.itemsize == 4:
-        return _finish(_pfwd_idx_crop(inp, rois, out, indices, g, <float>scale, bins,
-                                      nthreads), box)
-    return _finish(_pfwd_idx_crop(inp, rois, out, indices, g, scale, bins, nthreads), box)
+        return _finish(_pfwd_idx(inp, rois, out, indices, g, <float>scale, bins, nthreads,
+                                 True), box)
+    return _finish(_pfwd_idx(inp, rois, out, indices, g, scale, bins, nthreads, True), box)
 
 
 def pool_bwd_indices(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray inp,

@@ -754,6 +754,47 @@ int sampled_forward(const T* in, const T* rois, T* out, const Geom& g,
   return err;
 }
 
+/* The backward's cost model, path choice and lane job, shared by the two
+ * drivers below and backward_items (so the item report always describes what
+ * runs): *cost (malloc'd, the caller frees: the per-RoI costs), *pack (the
+ * lane kernels on packed channel blocks pay; never with the reference
+ * kernels) and *j (the lane kernels' job).  RC_OK, RC_ERR_NOMEM or
+ * RC_ERR_COST (*cost then null). */
+template <typename T>
+int v_bwd_setup(bool pool, const T* grad_out, const T* in, const T* rois,
+                const rc_index* order, const rc_index* batch_start, T* grad_in,
+                const Geom& g, T scale, SampledParams sp, int bins, int nthreads,
+                int isa, double** cost, bool* pack, VJob<T>* j) {
+  rc_index mgh = 0, mgw = 0;
+  if (pool) {
+    *cost = pool_cost_array<T>(bins, rois, scale, g, g.N);
+    if (!*cost) return RC_ERR_NOMEM;
+  } else {
+    *cost = static_cast<double*>(
+        std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
+    if (!*cost) return RC_ERR_NOMEM;
+    if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, *cost)) {
+      std::free(*cost);
+      *cost = nullptr;
+      return RC_ERR_COST;
+    }
+  }
+  *pack = isa != RC_ISA_REFERENCE &&
+          v_pack_pays<T>(g, v_work(*cost, g.K),
+                         pool || sp.max_mode ? 3.0 : 2.0, isa,
+                         v_tile_extra<T>(g, nthreads, isa));
+  *j = v_job<T>(g, scale, in, rois, grad_in);
+  j->sp = sp;
+  j->bins = bins;
+  j->grad_out = grad_out;
+  j->order = order;
+  j->batch_start = batch_start;
+  j->ny = g.PH * mgh;
+  j->nx = g.PW * mgw;
+  j->cost = *cost;
+  return RC_OK;
+}
+
 /* The CPU backward of RoI Align, RoI Warp and MNC warp. */
 template <typename T>
 int sampled_backward(const T* grad_out, const T* in, const T* rois,
@@ -765,32 +806,18 @@ int sampled_backward(const T* grad_out, const T* in, const T* rois,
     return sampled_backward_reference<T>(grad_out, in, rois, order,
                                          batch_start, grad_in, g, scale, sp,
                                          nthreads);
-  double* cost = static_cast<double*>(
-      std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
-  if (!cost) return RC_ERR_NOMEM;
-  rc_index mgh, mgw;
-  if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
-    std::free(cost);
-    return RC_ERR_COST;
-  }
-  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K),
-                                   sp.max_mode ? 3.0 : 2.0, isa,
-                                   v_tile_extra<T>(g, nthreads, isa));
-  int err;
-  if (!pack && !g.channels_last) {
+  double* cost;
+  bool pack;
+  VJob<T> j;
+  int err = v_bwd_setup<T>(false, grad_out, in, rois, order, batch_start,
+                           grad_in, g, scale, sp, 0, nthreads, isa, &cost,
+                           &pack, &j);
+  if (err) return err;
+  if (!pack && !g.channels_last)
     err = sampled_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                         grad_in, g, scale, sp, nthreads);
-  } else {
-    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-    j.sp = sp;
-    j.grad_out = grad_out;
-    j.order = order;
-    j.batch_start = batch_start;
-    j.ny = g.PH * mgh;
-    j.nx = g.PW * mgw;
-    j.cost = cost;
+  else
     err = v_backward<T>(j, RC_V_SBWD, nthreads, isa, pack);
-  }
   std::free(cost);
   return err;
 }
@@ -840,23 +867,18 @@ int pool_backward(const T* grad_out, const T* in, const T* rois,
   if (isa == RC_ISA_REFERENCE)
     return pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                       grad_in, g, scale, bins, nthreads);
-  double* cost = pool_cost_array<T>(bins, rois, scale, g, g.N);
-  if (!cost) return RC_ERR_NOMEM;
-  const bool pack = v_pack_pays<T>(g, v_work(cost, g.K), 3.0, isa,
-                                   v_tile_extra<T>(g, nthreads, isa));
-  int err;
-  if (!pack && !g.channels_last) {
+  double* cost;
+  bool pack;
+  VJob<T> j;
+  int err = v_bwd_setup<T>(true, grad_out, in, rois, order, batch_start,
+                           grad_in, g, scale, SampledParams(), bins, nthreads,
+                           isa, &cost, &pack, &j);
+  if (err) return err;
+  if (!pack && !g.channels_last)
     err = pool_backward_reference<T>(grad_out, in, rois, order, batch_start,
                                      grad_in, g, scale, bins, nthreads);
-  } else {
-    VJob<T> j = v_job<T>(g, scale, in, rois, grad_in);
-    j.bins = bins;
-    j.grad_out = grad_out;
-    j.order = order;
-    j.batch_start = batch_start;
-    j.cost = cost;
+  else
     err = v_backward<T>(j, RC_V_PBWD, nthreads, isa, pack);
-  }
   std::free(cost);
   return err;
 }
@@ -880,24 +902,11 @@ rc_index backward_items(bool pool, const T* rois, const rc_index* order,
   const int isa = rc_isa_for<T>(g, nthreads);
   info[1] = isa;
   double* cost;
-  rc_index mgh = 0, mgw = 0;
-  if (pool) {
-    cost = pool_cost_array<T>(bins, rois, scale, g, g.N);
-    if (!cost) return -1;
-  } else {
-    cost = static_cast<double*>(
-        std::malloc(sizeof(double) * static_cast<size_t>(g.K + g.N + 1)));
-    if (!cost) return -1;
-    if (sampled_max_grid<T>(sp, rois, scale, g, &mgh, &mgw, cost)) {
-      std::free(cost);
-      return -1;
-    }
-  }
-  bool pack = false;
-  if (isa != RC_ISA_REFERENCE)
-    pack = v_pack_pays<T>(g, v_work(cost, g.K),
-                          pool ? 3.0 : (sp.max_mode ? 3.0 : 2.0), isa,
-                          v_tile_extra<T>(g, nthreads, isa));
+  bool pack;
+  VJob<T> j;
+  if (v_bwd_setup<T>(pool, nullptr, nullptr, rois, order, batch_start, nullptr,
+                     g, scale, sp, bins, nthreads, isa, &cost, &pack, &j))
+    return -1;
   RcSegs sg;
   double* bc = nullptr;
   rc_index nblk, nband = 1, cb;
@@ -916,14 +925,6 @@ rc_index backward_items(bool pool, const T* rois, const rc_index* order,
   } else {
     info[0] = pack ? 2 : 1;
     info[5] = nthreads;
-    VJob<T> j = v_job<T>(g, scale, nullptr, rois, nullptr);
-    j.sp = sp;
-    j.bins = bins;
-    j.order = order;
-    j.batch_start = batch_start;
-    j.ny = g.PH * mgh;
-    j.nx = g.PW * mgw;
-    j.cost = cost;
     j.packed = pack ? 1 : 0;
     if (!v_bwd_plan<T>(&j, pool, nthreads < 1 ? 1 : nthreads, isa, &sg, &bc)) {
       std::free(cost);
