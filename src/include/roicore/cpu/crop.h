@@ -131,16 +131,12 @@ struct CropScratch {
   T* win;         /* [window][L] */
 };
 
-inline size_t crop_align64(size_t b) {
-  return (b + 63) & ~static_cast<size_t>(63);
-}
-
 template <typename T>
 inline size_t crop_scratch_bytes(const Geom& g, rc_index ny, rc_index nx,
                                  rc_index L, rc_index area) {
   return sample_tab_bytes<T>(ny) + sample_tab_bytes<T>(nx) +
-         crop_align64(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)) +
-         crop_align64(sizeof(T) * static_cast<size_t>(g.PH * g.PW * L)) +
+         rc_align64(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW)) +
+         rc_align64(sizeof(T) * static_cast<size_t>(g.PH * g.PW * L)) +
          sizeof(T) * static_cast<size_t>((area > 0 ? area : 1) * L);
 }
 
@@ -152,9 +148,9 @@ inline void crop_scratch_bind(CropScratch<T>* s, char* mem, const Geom& g,
   sample_tab_bind(&s->tx, mem, nx);
   mem += sample_tab_bytes<T>(nx);
   s->ptab = reinterpret_cast<rc_index*>(mem);
-  mem += crop_align64(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW));
+  mem += rc_align64(sizeof(rc_index) * 2 * static_cast<size_t>(g.PH + g.PW));
   s->tile = reinterpret_cast<T*>(mem);
-  mem += crop_align64(sizeof(T) * static_cast<size_t>(g.PH * g.PW * L));
+  mem += rc_align64(sizeof(T) * static_cast<size_t>(g.PH * g.PW * L));
   s->win = reinterpret_cast<T*>(mem);
 }
 

@@ -74,16 +74,14 @@ template <typename T>
 inline size_t v_scratch_bytes(const VJob<T>& j, bool backward) {
   const size_t L = static_cast<size_t>(j.L);
   size_t b = sample_tab_bytes<T>(j.ny) + sample_tab_bytes<T>(j.nx);
-  b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
-       ~static_cast<size_t>(63);
+  b += rc_align64(sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW));
   b += 2 * sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
   if (j.whole_roi)
     b += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW * j.g.C) + 64;
   if (backward) {
-    b += (sizeof(rc_index) * 2 * static_cast<size_t>(j.ny) + 63) &
-         ~static_cast<size_t>(63);
-    b += (static_cast<size_t>(j.g.PH) + 63) & ~static_cast<size_t>(63);
-    b += (static_cast<size_t>(j.ny) + 63) & ~static_cast<size_t>(63);
+    b += rc_align64(sizeof(rc_index) * 2 * static_cast<size_t>(j.ny));
+    b += rc_align64(static_cast<size_t>(j.g.PH));
+    b += rc_align64(static_cast<size_t>(j.ny));
   }
   if (backward && j.packed)
     b += sizeof(T) * v_bwd_tile_elems(j.g, j.nband, j.brows, j.L);
@@ -100,8 +98,8 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   sample_tab_bind(&s->tx, mem, j.nx);
   mem += sample_tab_bytes<T>(j.nx);
   s->ptab = reinterpret_cast<rc_index*>(mem);
-  mem += (sizeof(rc_index) * 2 * static_cast<size_t>(j.g.PH + j.g.PW) + 63) &
-         ~static_cast<size_t>(63);
+  mem += rc_align64(sizeof(rc_index) * 2 *
+                    static_cast<size_t>(j.g.PH + j.g.PW));
   s->tile = reinterpret_cast<T*>(mem);
   mem += sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW) * L;
   s->stage = reinterpret_cast<T*>(mem);
@@ -109,8 +107,7 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   s->rstage = nullptr;
   if (j.whole_roi) {
     s->rstage = reinterpret_cast<T*>(mem);
-    mem += (sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW * j.g.C) + 63) &
-           ~static_cast<size_t>(63);
+    mem += rc_align64(sizeof(T) * static_cast<size_t>(j.g.PH * j.g.PW * j.g.C));
   }
   s->gtile = s->itile = nullptr;
   s->sylo = s->syhi = nullptr;
@@ -118,12 +115,11 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
   if (backward) {
     s->sylo = reinterpret_cast<rc_index*>(mem);
     s->syhi = s->sylo + j.ny;
-    mem += (sizeof(rc_index) * 2 * static_cast<size_t>(j.ny) + 63) &
-           ~static_cast<size_t>(63);
+    mem += rc_align64(sizeof(rc_index) * 2 * static_cast<size_t>(j.ny));
     s->bon = reinterpret_cast<unsigned char*>(mem);
-    mem += (static_cast<size_t>(j.g.PH) + 63) & ~static_cast<size_t>(63);
+    mem += rc_align64(static_cast<size_t>(j.g.PH));
     s->yok = reinterpret_cast<unsigned char*>(mem);
-    mem += (static_cast<size_t>(j.ny) + 63) & ~static_cast<size_t>(63);
+    mem += rc_align64(static_cast<size_t>(j.ny));
   }
   if (backward && j.packed) {
     s->gtile = reinterpret_cast<T*>(mem);
@@ -211,8 +207,8 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   char* tabmem = nullptr;
   if (which == RC_V_SFWD && j.nb > 1) {
     const size_t per = sample_tab_bytes<T>(j.ny) + sample_tab_bytes<T>(j.nx);
-    const size_t head = (sizeof(SampleTab<T>) * 2 * static_cast<size_t>(g.K) +
-                         63) & ~static_cast<size_t>(63);
+    const size_t head =
+        rc_align64(sizeof(SampleTab<T>) * 2 * static_cast<size_t>(g.K));
     if (per * static_cast<size_t>(g.K) <= (static_cast<size_t>(16) << 20))
       tabmem = static_cast<char*>(rc_alloc(head + per * static_cast<size_t>(g.K)));
     if (tabmem) {

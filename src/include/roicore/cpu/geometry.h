@@ -34,6 +34,12 @@ using std::round;
 #include "roicore/roi_common.h"
 
 namespace roicore {
+/* bytes rounded up to a whole number of 64-byte cache lines (the scratch
+ * layouts: a size and the offset that binds it must agree) */
+inline size_t rc_align64(size_t bytes) {
+  return (bytes + 63) & ~static_cast<size_t>(63);
+}
+
 enum {
   RC_OK = 0,
   RC_ERR_NOMEM = 1,

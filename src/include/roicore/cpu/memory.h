@@ -8,7 +8,7 @@
 
 namespace roicore {
 inline void* rc_alloc(size_t bytes) {
-  bytes = (bytes + 63) & ~static_cast<size_t>(63);
+  bytes = rc_align64(bytes);
   if (bytes == 0) bytes = 64;
 #ifdef _WIN32
   return _aligned_malloc(bytes, 64);

@@ -29,7 +29,7 @@ inline size_t sample_tab_bytes(rc_index n) {
   /* rounded up to 64 bytes so a second table bound after it stays aligned */
   size_t b = static_cast<size_t>(n) *
              (2 * sizeof(rc_index) + 2 * sizeof(T) + sizeof(unsigned char));
-  return (b + 63) & ~static_cast<size_t>(63);
+  return rc_align64(b);
 }
 
 template <typename T>
