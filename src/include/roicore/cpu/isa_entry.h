@@ -45,10 +45,11 @@ struct WideLanes {
 template <typename T, int ISA, int L = Lanes<T, ISA>::value>
 RC_AI void pack_input(const T* in, const Geom& g, rc_index Lr, rc_index n,
                       rc_index c0, rc_index i0, rc_index i1, T* dst) {
+  /* dst holds every pixel of the block: pixel i at dst[i * Lr] */
   if (g.channels_last)
-    v_pack_nhwc<T, L>(in, g, n, c0, i0, i1, dst);
+    v_pack_nhwc<T, L>(in, g, n, c0, i0, i1, dst + i0 * L);
   else
-    v_pack_block<T, ISA>(in, g, Lr, n, c0, i0, i1, dst, Lr);
+    v_pack_block<T, ISA>(in, g, Lr, n, c0, i0, i1, dst + i0 * Lr, Lr);
 }
 
 /* --- baseline x86-64 (or any other CPU) ------------------------------- */

@@ -212,50 +212,43 @@ inline void v_bon_bins(const unsigned char* bon, rc_index PH, rc_index PW,
   *i1 = b * PW;
 }
 
-/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * ld + l]
- * (zero padded past C). */
+/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[(i - i0) * ld
+ * + l] (zero padded past C). */
 template <typename T, int ISA>
 RC_AI void v_pack_block(const T* in, const Geom& g, rc_index L, rc_index n,
                         rc_index c0, rc_index i0, rc_index i1, T* dst,
                         rc_index ld) {
   const rc_index HW = g.H * g.W;
   const rc_index nc = g.C - c0 < L ? g.C - c0 : L;
-  rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + i0, HW, dst + i0 * ld, ld,
-                       nc, i1 - i0);
-  for (rc_index i = i0; i < i1; ++i)
-    for (rc_index l = nc; l < L; ++l) dst[i * ld + l] = (T)0;
+  rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + i0, HW, dst, ld, nc,
+                       i1 - i0);
+  if (nc < L)
+    for (rc_index i = 0; i < i1 - i0; ++i)
+      for (rc_index l = nc; l < L; ++l) dst[i * ld + l] = (T)0;
 }
 
-/* NHWC channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[i * L + l]
- * (zero padded past C). */
+/* NHWC channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[(i - i0) * L
+ * + l] (zero padded past C). */
 template <typename T, int L>
 RC_AI void v_pack_nhwc(const T* in, const Geom& g, rc_index n, rc_index c0,
                        rc_index i0, rc_index i1, T* dst) {
   const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
-  v_copy_rows<T, L, true>(dst + i0 * L, L, in + (n * g.H * g.W + i0) * g.C + c0,
-                          g.C, i1 - i0, nc);
+  v_copy_rows<T, L, true>(dst, L, in + (n * g.H * g.W + i0) * g.C + c0, g.C,
+                          i1 - i0, nc);
 }
 
-/* NCHW channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[(i - i0) * L
- * + l] (zero padded past C); NHWC too. */
+/* Channels c0 .. c0+L of image n, pixels i0 .. i1 -> dst[(i - i0) * L + l]
+ * (zero padded past C), NCHW in transposes of 128 pixels, or NHWC. */
 template <typename T, int L, int ISA>
 RC_AI void v_pack_pixels(const T* in, const Geom& g, rc_index n, rc_index c0,
                          rc_index i0, rc_index i1, T* dst) {
-  const rc_index HW = g.H * g.W;
-  const int nc = static_cast<int>(g.C - c0 < L ? g.C - c0 : L);
   if (g.channels_last) {
-    v_copy_rows<T, L, true>(dst, L, in + (n * HW + i0) * g.C + c0, g.C,
-                            i1 - i0, nc);
+    v_pack_nhwc<T, L>(in, g, n, c0, i0, i1, dst);
     return;
   }
-  for (rc_index a = i0; a < i1; a += 128) {
-    const rc_index b = a + 128 < i1 ? a + 128 : i1;
-    rc_transpose<T, ISA>(in + (n * g.C + c0) * HW + a, HW, dst + (a - i0) * L,
-                         L, nc, b - a);
-    if (nc < L)
-      for (rc_index i = a; i < b; ++i)
-        for (int l = nc; l < L; ++l) dst[(i - i0) * L + l] = (T)0;
-  }
+  for (rc_index a = i0; a < i1; a += 128)
+    v_pack_block<T, ISA>(in, g, L, n, c0, a, a + 128 < i1 ? a + 128 : i1,
+                         dst + (a - i0) * L, L);
 }
 
 /* src[(i - i0) * L + l] -> channels c0 .. c0+nc of image n, pixels i0 .. i1
