@@ -195,7 +195,6 @@ inline typename VFns<T>::Pack pack_kernel(int isa, bool wide = false) {
   return pack_input_baseline<T>;
 }
 
-
 template <typename T>
 inline typename VFns<T>::Item item_kernel(int which, int isa) {
 #if RC_X86_DISPATCH

@@ -358,10 +358,10 @@ RC_AI void v_bwd_item(const VJob<T>& j, VScratch<T>& s, rc_index it) {
     } else { /* continue the sums of the last round */
       v_pack_pixels<T, L, ISA>(j.out, g, n, c0, P0, P1, gp);
     }
-    if (banded) /* the sink row: never read, zero so no denormals linger */
+    if (banded) {
+      /* the sink row: never read, zero so no denormals linger */
       for (rc_index i = (P1 - P0) * L; i < (P1 - P0 + g.W) * L; ++i)
         gp[i] = (T)0;
-    if (banded) {
       ip = need_in ? j.pin + (n * j.nb + b) * HW * L : nullptr;
     } else {
       if (need_in) v_pack_pixels<T, L, ISA>(j.in, g, n, c0, 0, HW, s.itile);

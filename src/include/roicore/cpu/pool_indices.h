@@ -12,7 +12,7 @@
 
 #include <cstring>
 
-#include "roicore/cpu/reference_pool.h"
+#include "roicore/cpu/isa_entry.h"
 
 namespace roicore {
 
@@ -84,20 +84,14 @@ RC_AI void pool_idx_bins_l(const T* base, rc_index sy, rc_index sx, rc_index W,
     }
 }
 
-/* Lanes per group: the lane kernels' (cpu/isa_entry.h Lanes): 256 bytes with
- * AVX-512, 128 otherwise, so a bin's pixel loops run once per 64 floats. */
-template <typename T, int ISA>
-struct IdxLanes {
-  static constexpr int value =
-      static_cast<int>((ISA >= RC_ISA_AVX512 ? 256 : 128) / sizeof(T));
-};
-
+/* Lanes per group: the lane kernels' (cpu/isa_entry.h Lanes: 256 bytes with
+ * AVX-512, 128 otherwise), so a bin's pixel loops run once per 64 floats. */
 template <typename T, typename I, int ISA>
 RC_AI void pool_idx_bins(const T* base, rc_index sy, rc_index sx, rc_index W,
                          const rc_index* hlo, const rc_index* hhi,
                          const rc_index* wlo, const rc_index* whi, rc_index PH,
                          rc_index PW, rc_index nc, rc_index CB, T* tv, I* ti) {
-  pool_idx_bins_l<T, I, IdxLanes<T, ISA>::value>(
+  pool_idx_bins_l<T, I, Lanes<T, ISA>::value>(
       base, sy, sx, W, hlo, hhi, wlo, whi, PH, PW, nc, CB, tv, ti);
 }
 

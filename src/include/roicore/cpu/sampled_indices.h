@@ -119,7 +119,7 @@ template <typename T>
 void sampled_idx_bins_baseline(const T* src, const SampleTab<T>& ty,
                                const SampleTab<T>& tx, rc_index PH, rc_index PW,
                                rc_index nc, rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T, IdxLanes<T, RC_ISA_BASELINE>::value>(
+  sampled_idx_bins<T, Lanes<T, RC_ISA_BASELINE>::value>(
       src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 #if RC_X86_DISPATCH
@@ -128,14 +128,14 @@ RC_TARGET_AVX2 void sampled_idx_bins_avx2(const T* src, const SampleTab<T>& ty,
                                           const SampleTab<T>& tx, rc_index PH,
                                           rc_index PW, rc_index nc,
                                           rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T, IdxLanes<T, RC_ISA_AVX2>::value>(
+  sampled_idx_bins<T, Lanes<T, RC_ISA_AVX2>::value>(
       src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 template <typename T>
 RC_TARGET_AVX512 void sampled_idx_bins_avx512(
     const T* src, const SampleTab<T>& ty, const SampleTab<T>& tx, rc_index PH,
     rc_index PW, rc_index nc, rc_index CB, T* tv, int32_t* ti) {
-  sampled_idx_bins<T, IdxLanes<T, RC_ISA_AVX512>::value>(
+  sampled_idx_bins<T, Lanes<T, RC_ISA_AVX512>::value>(
       src, ty, tx, PH, PW, nc, CB, tv, ti);
 }
 #endif
