@@ -417,17 +417,24 @@ void crop_pool_forward_baseline(const VJob<T>& j, CropScratch<T>& s,
       j, s, it);
 }
 
-/* RoI Pool with stored winners: `idx` int32 (idx_bytes 4) or int64. */
+/* RoI Pool with stored winners: `idx` int32 (idx_bytes 4) or int64; the
+ * body shared by every instruction set. */
+template <typename T, int ISA>
+RC_AI void crop_pool_indices_item(const VJob<T>& j, CropScratch<T>& s,
+                                  void* idx, int idx_bytes, rc_index it) {
+  constexpr int L = Lanes<T, ISA>::value;
+  if (idx_bytes == 4)
+    crop_pool_idx_item<T, int32_t, L, ISA>(j, s, static_cast<int32_t*>(idx),
+                                           it);
+  else
+    crop_pool_idx_item<T, rc_index, L, ISA>(j, s, static_cast<rc_index*>(idx),
+                                            it);
+}
+
 template <typename T>
 void crop_pool_indices_baseline(const VJob<T>& j, CropScratch<T>& s,
                                 void* idx, int idx_bytes, rc_index it) {
-  const int L = Lanes<T, RC_ISA_BASELINE>::value;
-  if (idx_bytes == 4)
-    crop_pool_idx_item<T, int32_t, L, RC_ISA_BASELINE>(
-        j, s, static_cast<int32_t*>(idx), it);
-  else
-    crop_pool_idx_item<T, rc_index, L, RC_ISA_BASELINE>(
-        j, s, static_cast<rc_index*>(idx), it);
+  crop_pool_indices_item<T, RC_ISA_BASELINE>(j, s, idx, idx_bytes, it);
 }
 
 #if RC_X86_DISPATCH
@@ -435,25 +442,13 @@ template <typename T>
 RC_TARGET_AVX2 void crop_pool_indices_avx2(const VJob<T>& j,
                                            CropScratch<T>& s, void* idx,
                                            int idx_bytes, rc_index it) {
-  const int L = Lanes<T, RC_ISA_AVX2>::value;
-  if (idx_bytes == 4)
-    crop_pool_idx_item<T, int32_t, L, RC_ISA_AVX2>(
-        j, s, static_cast<int32_t*>(idx), it);
-  else
-    crop_pool_idx_item<T, rc_index, L, RC_ISA_AVX2>(
-        j, s, static_cast<rc_index*>(idx), it);
+  crop_pool_indices_item<T, RC_ISA_AVX2>(j, s, idx, idx_bytes, it);
 }
 template <typename T>
 RC_TARGET_AVX512 void crop_pool_indices_avx512(const VJob<T>& j,
                                                CropScratch<T>& s, void* idx,
                                                int idx_bytes, rc_index it) {
-  const int L = Lanes<T, RC_ISA_AVX512>::value;
-  if (idx_bytes == 4)
-    crop_pool_idx_item<T, int32_t, L, RC_ISA_AVX512>(
-        j, s, static_cast<int32_t*>(idx), it);
-  else
-    crop_pool_idx_item<T, rc_index, L, RC_ISA_AVX512>(
-        j, s, static_cast<rc_index*>(idx), it);
+  crop_pool_indices_item<T, RC_ISA_AVX512>(j, s, idx, idx_bytes, it);
 }
 template <typename T>
 RC_TARGET_AVX2 void crop_sampled_forward_avx2(const VJob<T>& j,
