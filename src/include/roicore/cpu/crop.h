@@ -275,21 +275,17 @@ inline bool crop_chosen(int which, const T* rois, T scale, const Geom& g,
 }
 
 /* --- one item: (RoI k, channel block b) -------------------------------- */
-/* NCHW channels c0 .. c0+nc of image n, window [y0, y1) x [x0, x1) ->
- * win[((y - y0) * (x1 - x0) + x - x0) * L + l], zero past nc. */
+/* NCHW channels c0 .. c0+L of image n, window [y0, y1) x [x0, x1) ->
+ * win[((y - y0) * (x1 - x0) + x - x0) * L + l], zero past C: a block pack
+ * per window row. */
 template <typename T, int L, int ISA>
 RC_AI void crop_load(const T* in, const Geom& g, rc_index n, rc_index c0,
-                     int nc, rc_index y0, rc_index y1, rc_index x0,
-                     rc_index x1, T* win) {
-  const rc_index HW = g.H * g.W, ww = x1 - x0;
-  const T* src = in + (n * g.C + c0) * HW + x0;
-  for (rc_index y = y0; y < y1; ++y) {
-    T* d = win + (y - y0) * ww * L;
-    rc_transpose<T, ISA>(src + y * g.W, HW, d, L, nc, ww);
-    if (nc < L)
-      for (rc_index x = 0; x < ww; ++x)
-        for (int l = nc; l < L; ++l) d[x * L + l] = (T)0;
-  }
+                     rc_index y0, rc_index y1, rc_index x0, rc_index x1,
+                     T* win) {
+  const rc_index ww = x1 - x0;
+  for (rc_index y = y0; y < y1; ++y)
+    v_pack_block<T, ISA>(in, g, L, n, c0, y * g.W + x0, y * g.W + x1,
+                         win + (y - y0) * ww * L, L);
 }
 
 template <typename T, int L, int ISA, bool POOL>
@@ -321,7 +317,7 @@ RC_AI void crop_fwd_item(const VJob<T>& j, CropScratch<T>& s, rc_index it) {
     crop_rebase_sampled(&s.ty, g.PH * s.ty.grid, y0, (x1 - x0) * L);
     crop_rebase_sampled(&s.tx, g.PW * s.tx.grid, x0, static_cast<rc_index>(L));
   }
-  crop_load<T, L, ISA>(j.in, g, n, c0, nc, y0, y1, x0, x1, s.win);
+  crop_load<T, L, ISA>(j.in, g, n, c0, y0, y1, x0, x1, s.win);
   if (POOL) {
     const rc_index* t = s.ptab;
     v_pool_fwd<T, L, RcVecBytes<ISA>::value, true>(s.win, L, (x1 - x0) * L, L, t, t + g.PH,
@@ -360,7 +356,7 @@ RC_AI void crop_pool_idx_item(const VJob<T>& j, CropScratch<T>& s, I* idx,
                       &x0, &x1);
   const rc_index *hlo = s.ptab, *hhi = s.ptab + g.PH, *wlo = s.ptab + 2 * g.PH,
                  *whi = s.ptab + 2 * g.PH + g.PW;
-  crop_load<T, L, ISA>(j.in, g, n, c0, nc, y0, y1, x0, x1, s.win);
+  crop_load<T, L, ISA>(j.in, g, n, c0, y0, y1, x0, x1, s.win);
   const rc_index sy = (x1 - x0) * L;
   const T lowest = rc_lowest<T>();
   for (rc_index ph = 0; ph < g.PH; ++ph)
