@@ -14,6 +14,7 @@ KeyboardInterrupt (error 3 from the kernel, the exception re-raised here).
 """
 from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
+from libc.stdlib cimport free
 from libcpp cimport bool as cbool
 
 cimport numpy as cnp
@@ -535,9 +536,6 @@ cdef extern from "roicore/roi_cpu.h" namespace "roicore":
                                const rc_index* batch_start, const Geom& g, T scale,
                                SampledParams sp, int bins, int nthreads, double** costs,
                                rc_index* info) nogil
-
-cdef extern from "<cstdlib>" nogil:
-    void free(void* p)
 
 
 def set_backward_bands(rc_index bands):
