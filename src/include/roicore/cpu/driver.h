@@ -130,6 +130,26 @@ inline bool v_scratch_bind(VScratch<T>* s, char* mem, const VJob<T>& j,
 }
 
 /* Forward: items (block, RoI); NCHW input packed first (same team). */
+/* Pack every channel block of every image of `in` into dst, [N][nb][H][W][L]
+ * (zero padded past C), in chunks of 128 pixels ([chunk][L] stays in L1
+ * while transposing) over nthreads threads. */
+template <typename T>
+inline void v_pack_all(typename VFns<T>::Pack packfn, const T* in,
+                       const Geom& g, rc_index L, rc_index nb, T* dst,
+                       int nthreads) {
+  const rc_index HW = g.H * g.W;
+  const rc_index chunk = 128;
+  const rc_index nchunk = (HW + chunk - 1) / chunk;
+  const rc_index items = g.N * nb * nchunk;
+  const int nt = rc_threads(nthreads, items);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (rc_index p = 0; p < items; ++p) {
+    const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
+    const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
+    packfn(in, g, L, nbk / nb, (nbk % nb) * L, i0, i1, dst + nbk * HW * L);
+  }
+}
+
 template <typename T>
 int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const Geom& g = j.g;
@@ -184,20 +204,9 @@ int v_forward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
   const typename VFns<T>::Item fn = fwd_item_kernel<T>(which, isa, wide);
   const typename VFns<T>::Pack packfn = pack_kernel<T>(isa, wide);
   const rc_index items = j.whole_roi ? g.K : j.nb * g.K;
-  const rc_index chunk = 128; /* [chunk][L] stays in L1 while transposing */
-  const rc_index nchunk = (HW + chunk - 1) / chunk;
-  const rc_index pack_items = packed ? g.N * j.nb * nchunk : 0;
   int err = 0;
   if (packed) {
-    const int npt = rc_threads(nthreads, pack_items);
-#pragma omp parallel for num_threads(npt) schedule(static)
-    for (rc_index p = 0; p < pack_items; ++p) {
-      const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
-      const rc_index n = nbk / j.nb, b = nbk % j.nb;
-      const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
-      T* dst = packed + n * j.bsn + b * j.bsb;
-      packfn(in, g, L, n, b * L, i0, i1, dst);
-    }
+    v_pack_all<T>(packfn, in, g, L, j.nb, packed, nthreads);
     if (rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
   const int nt_all = rc_threads(nthreads, items);
@@ -598,18 +607,7 @@ int v_backward(VJob<T> j, int which, int nthreads, int isa, bool pack) {
     pin = static_cast<T*>(
         rc_alloc(sizeof(T) * static_cast<size_t>(g.N * j.nb * HW * L)));
     if (!pin) err = RC_ERR_NOMEM;
-    const typename VFns<T>::Pack packfn = pack_kernel<T>(isa);
-    const rc_index chunk = 128;
-    const rc_index nchunk = (HW + chunk - 1) / chunk;
-    const rc_index pack_items = pin ? g.N * j.nb * nchunk : 0;
-    const int npt = rc_threads(nthreads, pack_items);
-#pragma omp parallel for num_threads(npt) schedule(static)
-    for (rc_index p = 0; p < pack_items; ++p) {
-      const rc_index nbk = p / nchunk, i0 = (p % nchunk) * chunk;
-      const rc_index n = nbk / j.nb, b = nbk % j.nb;
-      const rc_index i1 = i0 + chunk < HW ? i0 + chunk : HW;
-      packfn(j.in, g, L, n, b * L, i0, i1, pin + (n * j.nb + b) * HW * L);
-    }
+    if (pin) v_pack_all<T>(pack_kernel<T>(isa), j.in, g, L, j.nb, pin, nthreads);
     j.pin = pin;
     if (!err && rc_interrupted(g)) err = RC_ERR_INTERRUPTED;
   }
